@@ -1,0 +1,69 @@
+"""Compatibility shims for the published ``mmaction2==1.2.0`` wheel.
+
+The wheel on the package registry is broken in two known ways, and both are
+repaired here, once, before anything imports ``mmaction.models``:
+
+1. ``mmaction/utils/dependency.py`` imports ``importlib_metadata`` without
+   declaring it as a requirement. We declare it in ``setup.py`` and fall back
+   to the standard library's ``importlib.metadata`` when it is absent.
+2. The wheel omits ``mmaction/models/localizers/drn`` although
+   ``mmaction/models/localizers/__init__.py`` imports ``DRN`` from it
+   (upstream open-mmlab/mmaction2 issue #2714), so ``import mmaction.models``
+   raises ``ModuleNotFoundError``. We register a stand-in package whose
+   ``DRN`` explains the problem when someone tries to build it. Nothing in
+   CLCR uses DRN (a temporal-grounding localizer).
+
+When the real modules exist (a source install of mmaction2), nothing is
+replaced.
+"""
+import importlib.util
+import os.path as osp
+import sys
+import types
+
+UPSTREAM_DRN_ISSUE = 'https://github.com/open-mmlab/mmaction2/issues/2714'
+
+
+def _ensure_importlib_metadata() -> None:
+    if importlib.util.find_spec('importlib_metadata') is None:
+        import importlib.metadata as stdlib_metadata
+        sys.modules['importlib_metadata'] = stdlib_metadata
+
+
+class _MissingDRN:
+    """Stand-in for ``mmaction.models.localizers.drn.drn.DRN``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        raise ImportError(
+            'DRN is missing from the published mmaction2 1.2.0 wheel '
+            f'({UPSTREAM_DRN_ISSUE}); install mmaction2 from source to use '
+            'it.')
+
+
+def _ensure_drn_localizer() -> None:
+    name = 'mmaction.models.localizers.drn'
+    if name in sys.modules:
+        return
+    # Look on disk without importing: importing ``mmaction.models`` is what
+    # fails.
+    mmaction_spec = importlib.util.find_spec('mmaction')
+    if mmaction_spec is None or mmaction_spec.origin is None:
+        return
+    localizers = osp.join(osp.dirname(mmaction_spec.origin), 'models',
+                          'localizers')
+    if osp.isdir(osp.join(localizers, 'drn')):
+        return
+    package = types.ModuleType(name)
+    package.__path__ = []
+    package.__doc__ = f'Stand-in for a module missing upstream: {UPSTREAM_DRN_ISSUE}'
+    module = types.ModuleType(f'{name}.drn')
+    module.DRN = _MissingDRN
+    package.drn = module
+    sys.modules[name] = package
+    sys.modules[f'{name}.drn'] = module
+
+
+def patch_mmaction() -> None:
+    """Make ``import mmaction.models`` work on the published wheel."""
+    _ensure_importlib_metadata()
+    _ensure_drn_localizer()

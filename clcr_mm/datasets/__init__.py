@@ -1,0 +1,2 @@
+"""Datasets and transforms of clcr_mm."""
+from . import transforms  # noqa: F401

@@ -1,0 +1,2 @@
+"""Hooks of clcr_mm."""
+from . import hooks  # noqa: F401

@@ -1,0 +1,3 @@
+from .nonfinite_loss_hook import NonFiniteLossHook
+
+__all__ = ['NonFiniteLossHook']

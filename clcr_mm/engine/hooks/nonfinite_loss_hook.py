@@ -1,0 +1,49 @@
+"""Stop training at the first non-finite loss term, and say which."""
+import math
+from typing import Optional
+
+from mmengine.hooks import Hook
+
+from clcr_mm.registry import HOOKS
+
+
+@HOOKS.register_module()
+class NonFiniteLossHook(Hook):
+    """Raise when any logged loss term is NaN or inf.
+
+    mmengine logs every ``loss*`` key of the model's loss dict; this hook
+    inspects them after each training iteration and stops the run with the
+    iteration, epoch and the terms responsible, before the checkpoint hook
+    (which runs later at lower priority) can save corrupted weights.
+
+    Args:
+        check_all (bool): Also check non-loss statistics. Defaults to False.
+    """
+
+    priority = 'ABOVE_NORMAL'
+
+    def __init__(self, check_all: bool = False) -> None:
+        self.check_all = check_all
+
+    def after_train_iter(self,
+                         runner,
+                         batch_idx: int,
+                         data_batch: Optional[dict] = None,
+                         outputs: Optional[dict] = None) -> None:
+        """Check the loss terms of this iteration."""
+        if not outputs:
+            return
+        bad = {
+            key: float(value)
+            for key, value in outputs.items()
+            if (self.check_all or key.startswith('loss'))
+            and not math.isfinite(float(value))
+        }
+        if bad:
+            terms = ', '.join(f'{k}={v}' for k, v in bad.items())
+            raise FloatingPointError(
+                f'non-finite loss at iteration {runner.iter + 1} (epoch '
+                f'{runner.epoch + 1}, batch {batch_idx}): {terms}. The last '
+                f'checkpoint in {runner.work_dir} is intact; lower the '
+                'learning rate or the weight of that term, or check the '
+                'data of this batch.')

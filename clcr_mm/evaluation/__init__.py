@@ -1,0 +1,2 @@
+"""Metrics of clcr_mm."""
+from . import metrics  # noqa: F401

@@ -1,0 +1,314 @@
+"""Semantic hierarchy encoder (CLCR section 1).
+
+Every modality is encoded by its own backbone; three taps of that backbone
+give the shallow, mid and deep levels. A level aligner per (modality, level)
+turns each tap into tokens of one common width with the same normalisation
+and embedding scheme in every modality, the "common basis for interaction"
+on which IntraCED and InterCAD work.
+"""
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+from mmengine.runner import load_checkpoint
+
+from clcr_mm.registry import MODELS
+from ..utils import LEVELS, check_modalities
+
+# How a modality's input and taps are laid out:
+#   'video'   : input (B, C, T, H, W); taps (B, C, t, h, w) from 3D
+#               backbones, or (B*T, C, h, w) when frames are folded into the
+#               batch for a 2D backbone (``fold_frames=True``).
+#   'image'   : input (B, C, H, W) (spectrograms, stacked optical flow);
+#               taps (B, C, h, w).
+#   'sequence': input (B, L, D) (feature sequences); taps (B, C, L).
+LAYOUTS = ('video', 'image', 'sequence')
+
+
+class LevelAligner(nn.Module):
+    """Turn one backbone tap into aligned tokens of width ``embed_dims``.
+
+    The tap is average-pooled to a fixed token grid (finer for shallow
+    levels, coarser for deep ones), projected to the common width and
+    layer-normalised; the caller adds level and modality embeddings. A
+    learned position embedding over the grid carries the temporal (and
+    spatial) order of the tokens.
+
+    Args:
+        in_channels (int): Channels of the tap.
+        embed_dims (int): Common width d.
+        grid (Sequence[int]): Token grid (t, h, w); N = t*h*w tokens.
+    """
+
+    def __init__(self, in_channels: int, embed_dims: int,
+                 grid: Sequence[int]) -> None:
+        super().__init__()
+        if len(grid) != 3:
+            raise ValueError(f'token grid must be (t, h, w), got {grid}')
+        self.in_channels = in_channels
+        self.grid = tuple(int(g) for g in grid)
+        num_tokens = self.grid[0] * self.grid[1] * self.grid[2]
+        self.proj = nn.Linear(in_channels, embed_dims)
+        self.norm = nn.LayerNorm(embed_dims)
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, embed_dims))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.pos_embed.shape[1]
+
+    def forward(self, tap: torch.Tensor) -> torch.Tensor:
+        """Pool, project and embed.
+
+        Args:
+            tap (Tensor): Tap in canonical layout (B, C, T, H, W).
+
+        Returns:
+            Tensor: Tokens of shape (B, N, d).
+        """
+        pooled = F.adaptive_avg_pool3d(tap, self.grid)
+        tokens = pooled.flatten(2).transpose(1, 2)
+        return self.norm(self.proj(tokens)) + self.pos_embed
+
+
+class ModalityEncoder(nn.Module):
+    """One modality's backbone with three taps in canonical layout.
+
+    Taps are read with forward hooks on named submodules, so any registered
+    backbone (mmaction2's ResNet, ResNetAudio, ResNet3dSlowOnly, or our
+    TemporalConvEncoder) can serve without changes.
+
+    Args:
+        name (str): Modality name, used in error messages.
+        backbone (dict): Config of the backbone, built from ``MODELS``.
+        taps (Sequence[str]): Names of three submodules whose outputs are the
+            shallow, mid and deep levels (e.g. ``('layer2', 'layer3',
+            'layer4')``).
+        tap_channels (Sequence[int]): Channels of the three taps.
+        layout (str): One of ``'video'``, ``'image'``, ``'sequence'``.
+        fold_frames (bool): For ``'video'``: run a 2D backbone on every frame
+            by folding T into the batch. Defaults to False.
+        pretrained (str, optional): Local checkpoint loaded into the
+            backbone; nothing is downloaded. Defaults to None.
+        pretrained_prefix (str): Key prefix of the backbone's weights inside
+            the checkpoint, stripped when loading (e.g. ``'backbone.'`` for an
+            mmaction2 recognizer checkpoint). Defaults to ``''``.
+    """
+
+    def __init__(self,
+                 name: str,
+                 backbone: dict,
+                 taps: Sequence[str],
+                 tap_channels: Sequence[int],
+                 layout: str,
+                 fold_frames: bool = False,
+                 pretrained: Optional[str] = None,
+                 pretrained_prefix: str = '') -> None:
+        super().__init__()
+        if layout not in LAYOUTS:
+            raise ValueError(
+                f'modality {name!r}: layout must be one of {LAYOUTS}, got '
+                f'{layout!r}')
+        if len(taps) != len(LEVELS) or len(tap_channels) != len(LEVELS):
+            raise ValueError(
+                f'modality {name!r}: need {len(LEVELS)} taps and tap_channels '
+                f'(shallow, mid, deep), got taps={taps}, '
+                f'tap_channels={tap_channels}')
+        self.name = name
+        self.layout = layout
+        self.fold_frames = fold_frames
+        self.tap_channels = tuple(tap_channels)
+        self.backbone = MODELS.build(backbone)
+        modules = dict(self.backbone.named_modules())
+        unknown = [t for t in taps if t not in modules]
+        if unknown:
+            raise KeyError(
+                f'modality {name!r}: taps {unknown} are not submodules of '
+                f'{type(self.backbone).__name__}; some valid names: '
+                f'{[n for n in modules if n and "." not in n]}')
+        self.taps = tuple(taps)
+        self._tapped: Dict[str, torch.Tensor] = {}
+        for tap in self.taps:
+            modules[tap].register_forward_hook(self._make_hook(tap))
+        self.pretrained = pretrained
+        self.pretrained_prefix = pretrained_prefix
+
+    def _make_hook(self, tap: str):
+
+        def hook(module, args, output):
+            self._tapped[tap] = output
+
+        return hook
+
+    def init_weights(self) -> None:
+        """Initialise the backbone, then load the local checkpoint if any."""
+        if hasattr(self.backbone, 'init_weights'):
+            self.backbone.init_weights()
+        if self.pretrained:
+            load_pretrained(self.backbone, self.pretrained,
+                            self.pretrained_prefix, self.name)
+
+    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+        """Run the backbone and return its taps in canonical layout.
+
+        Args:
+            x (Tensor): Input of this modality's layout (see ``LAYOUTS``).
+
+        Returns:
+            list[Tensor]: Shallow, mid and deep taps, each (B, C, T, H, W).
+        """
+        expected_dim = dict(video=5, image=4, sequence=3)[self.layout]
+        if x.dim() != expected_dim:
+            raise ValueError(
+                f'modality {self.name!r} has layout {self.layout!r} and '
+                f'expects a {expected_dim}-D input per view, got shape '
+                f'{tuple(x.shape)}')
+        batch, frames = x.shape[0], 1
+        if self.layout == 'video' and self.fold_frames:
+            frames = x.shape[2]
+            x = x.transpose(1, 2).flatten(0, 1)
+        self._tapped.clear()
+        self.backbone(x)
+        taps = []
+        for tap, channels in zip(self.taps, self.tap_channels):
+            out = self._tapped.pop(tap)
+            if isinstance(out, (tuple, list)):
+                out = out[0]
+            taps.append(self._canonical(out, tap, channels, batch, frames))
+        return taps
+
+    def _canonical(self, out: torch.Tensor, tap: str, channels: int,
+                   batch: int, frames: int) -> torch.Tensor:
+        if self.layout == 'sequence':
+            out = out[..., None, None]
+        elif self.layout == 'image' or (self.layout == 'video'
+                                        and self.fold_frames):
+            if out.dim() != 4:
+                raise ValueError(
+                    f'modality {self.name!r}: tap {tap!r} should be 4-D '
+                    f'(N, C, H, W), got shape {tuple(out.shape)}')
+            out = out.view(batch, frames, *out.shape[1:]).transpose(1, 2)
+        if out.dim() != 5 or out.shape[1] != channels:
+            raise ValueError(
+                f'modality {self.name!r}: tap {tap!r} has shape '
+                f'{tuple(out.shape)} in (B, C, T, H, W) layout, but the '
+                f'config says {channels} channels; fix tap_channels')
+        return out
+
+
+def load_pretrained(module: nn.Module, filename: str, prefix: str,
+                    modality: str) -> None:
+    """Load a local checkpoint into ``module``, failing loudly on mismatch.
+
+    Args:
+        module (nn.Module): The backbone to load into.
+        filename (str): Path of a local checkpoint file.
+        prefix (str): Key prefix to strip (keys without it are ignored).
+        modality (str): Modality name, for the message.
+    """
+    if not osp.isfile(filename):
+        raise FileNotFoundError(
+            f'pretrained checkpoint for modality {modality!r} not found: '
+            f'{filename}')
+    revise_keys = [(rf'^{prefix}', '')] if prefix else [(r'^module\.', '')]
+    # mmengine reports missing/unexpected keys through the logger; strict
+    # loading turns them into an error we re-raise with the modality name.
+    try:
+        load_checkpoint(
+            module,
+            filename,
+            map_location='cpu',
+            strict=True,
+            logger='silent',
+            revise_keys=revise_keys)
+    except RuntimeError as err:
+        raise RuntimeError(
+            f'pretrained checkpoint {filename} does not match the '
+            f'{type(module).__name__} backbone of modality {modality!r} '
+            f'(prefix {prefix!r}): {err}') from err
+
+
+@MODELS.register_module()
+class CLCRHierarchyEncoder(BaseModule):
+    """Semantic hierarchy encoder: three aligned levels per modality.
+
+    Args:
+        modalities (dict[str, dict]): Per modality, the keyword arguments of
+            :class:`ModalityEncoder` (``backbone``, ``taps``,
+            ``tap_channels``, ``layout``, ``fold_frames``, ``pretrained``,
+            ``pretrained_prefix``) plus ``grids``: three token grids (t, h, w)
+            for shallow, mid and deep.
+        embed_dims (int): Common width d of all tokens. Defaults to 256.
+        init_cfg (dict, optional): mmengine init config. Defaults to None.
+
+    Example:
+        >>> encoder = CLCRHierarchyEncoder(modalities=dict(
+        ...     rgb=dict(backbone=dict(type='mmaction.ResNet', depth=18,
+        ...                            pretrained=None),
+        ...              taps=('layer2', 'layer3', 'layer4'),
+        ...              tap_channels=(128, 256, 512), layout='video',
+        ...              fold_frames=True,
+        ...              grids=((4, 4, 4), (4, 2, 2), (2, 1, 1)))))
+    """
+
+    def __init__(self,
+                 modalities: Dict[str, dict],
+                 embed_dims: int = 256,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if not modalities:
+            raise ValueError('CLCRHierarchyEncoder needs at least one '
+                             'modality')
+        self.modalities: Tuple[str, ...] = tuple(modalities)
+        self.embed_dims = embed_dims
+        self.encoders = nn.ModuleDict()
+        self.aligners = nn.ModuleDict()
+        for name, cfg in modalities.items():
+            cfg = dict(cfg)
+            grids = cfg.pop('grids')
+            if len(grids) != len(LEVELS):
+                raise ValueError(
+                    f'modality {name!r}: need one token grid per level '
+                    f'{LEVELS}, got {grids}')
+            encoder = ModalityEncoder(name=name, **cfg)
+            self.encoders[name] = encoder
+            self.aligners[name] = nn.ModuleList([
+                LevelAligner(c, embed_dims, g)
+                for c, g in zip(encoder.tap_channels, grids)
+            ])
+        self.level_embed = nn.Parameter(torch.zeros(len(LEVELS), embed_dims))
+        self.modality_embed = nn.Parameter(
+            torch.zeros(len(self.modalities), embed_dims))
+        nn.init.trunc_normal_(self.level_embed, std=0.02)
+        nn.init.trunc_normal_(self.modality_embed, std=0.02)
+
+    def num_tokens(self, modality: str) -> Tuple[int, ...]:
+        """Number of tokens of ``modality`` at each level."""
+        return tuple(a.num_tokens for a in self.aligners[modality])
+
+    def forward(
+        self, inputs: Dict[str, torch.Tensor]
+    ) -> Dict[str, Dict[str, torch.Tensor]]:
+        """Encode every modality into three aligned levels.
+
+        Args:
+            inputs (dict[str, Tensor]): Per modality, a batch in that
+                modality's layout (no view dim).
+
+        Returns:
+            dict[str, dict[str, Tensor]]: ``levels[level][modality]`` tokens
+            of shape (B, N_m^l, d), for level in ('shallow', 'mid', 'deep').
+        """
+        check_modalities(inputs, self.modalities, type(self).__name__)
+        levels: Dict[str, Dict[str, torch.Tensor]] = {l: {} for l in LEVELS}
+        for m_idx, name in enumerate(self.modalities):
+            taps = self.encoders[name](inputs[name])
+            for l_idx, (level, tap, aligner) in enumerate(
+                    zip(LEVELS, taps, self.aligners[name])):
+                levels[level][name] = (
+                    aligner(tap) + self.level_embed[l_idx] +
+                    self.modality_embed[m_idx])
+        return levels

@@ -1,0 +1,3 @@
+from .clcr_head import CLCRHead, LateFusionHead
+
+__all__ = ['CLCRHead', 'LateFusionHead']

@@ -1,0 +1,6 @@
+from .regularisers import (CrossLevelInterferenceLoss, L1Loss,
+                           SharedAlignmentLoss, SharedPrivateSeparationLoss,
+                           TokenBudgetLoss)
+
+__all__ = ['SharedPrivateSeparationLoss', 'CrossLevelInterferenceLoss',
+           'TokenBudgetLoss', 'SharedAlignmentLoss', 'L1Loss']

@@ -1,0 +1,260 @@
+"""IntraCED: Intra-Level Co-Exchange Domain (CLCR section 2).
+
+One IntraCED works on one semantic level. It factorises every modality's
+tokens into a shared and a private subspace, and lets modalities exchange
+information over the shared subspace only, through a learnable token budget.
+Private tokens never enter another modality's keys or values, so
+d(S_hat_n) / d(P_m) = 0 for n != m by construction.
+"""
+import math
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.model import BaseModule
+
+from clcr_mm.registry import MODELS
+from ..utils import check_modalities, modality_presence
+
+
+class TokenBudget(nn.Module):
+    """Learnable token budget: which shared tokens a modality offers.
+
+    A scorer rates every shared token; the budget ratio
+    ``rho = rho_min + (rho_max - rho_min) * sigmoid(theta)`` sets
+    ``k = ceil(rho * N)``. The top-k tokens become keys/values for the other
+    modalities. Values are scaled by ``sigmoid(score)`` so the scorer learns,
+    and in training by a soft rank gate ``sigmoid((rho * N - rank + 0.5) /
+    tau)`` so rho itself gets a gradient (tokens near the budget edge are
+    half-open); in evaluation the selection is hard.
+
+    Args:
+        embed_dims (int): Token width d.
+        init_ratio (float): Initial rho. Defaults to 0.5.
+        ratio_range (tuple[float, float]): (rho_min, rho_max). Defaults to
+            (0.1, 1.0).
+        temperature (float): tau of the soft rank gate, in ranks. Defaults
+            to 1.0.
+    """
+
+    def __init__(self,
+                 embed_dims: int,
+                 init_ratio: float = 0.5,
+                 ratio_range: Tuple[float, float] = (0.1, 1.0),
+                 temperature: float = 1.0) -> None:
+        super().__init__()
+        low, high = ratio_range
+        if not 0 < low < high <= 1 or not low < init_ratio < high:
+            raise ValueError(
+                f'need 0 < rho_min < init_ratio < rho_max <= 1, got '
+                f'ratio_range={ratio_range}, init_ratio={init_ratio}')
+        self.ratio_range = (float(low), float(high))
+        self.temperature = temperature
+        self.scorer = nn.Linear(embed_dims, 1)
+        p = (init_ratio - low) / (high - low)
+        self.logit = nn.Parameter(torch.tensor(math.log(p / (1 - p))))
+
+    @property
+    def ratio(self) -> torch.Tensor:
+        """The budget ratio rho, a scalar tensor in [rho_min, rho_max]."""
+        low, high = self.ratio_range
+        return low + (high - low) * torch.sigmoid(self.logit)
+
+    def budget(self, num_tokens: int) -> int:
+        """k = ceil(rho * N), at least one token."""
+        return max(1, min(num_tokens,
+                          math.ceil(float(self.ratio.detach()) * num_tokens)))
+
+    def forward(self, shared: torch.Tensor
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Select the budgeted tokens.
+
+        Args:
+            shared (Tensor): Shared tokens of shape (B, N, d).
+
+        Returns:
+            tuple[Tensor, Tensor]: Selected tokens (B, k, d) and their value
+            weights (B, k, 1).
+        """
+        num_tokens = shared.shape[1]
+        k = self.budget(num_tokens)
+        scores = self.scorer(shared).squeeze(-1)
+        top_scores, index = scores.topk(k, dim=1)
+        selected = shared.gather(
+            1, index.unsqueeze(-1).expand(-1, -1, shared.shape[-1]))
+        weight = torch.sigmoid(top_scores)
+        if self.training:
+            ranks = torch.arange(k, device=shared.device, dtype=shared.dtype)
+            edge = self.ratio * num_tokens - ranks + 0.5
+            weight = weight * torch.sigmoid(edge / self.temperature)
+        return selected, weight.unsqueeze(-1)
+
+
+@MODELS.register_module()
+class IntraCED(BaseModule):
+    """Intra-Level Co-Exchange Domain for one semantic level.
+
+    Args:
+        modalities (Sequence[str]): Modality names, in a fixed order.
+        embed_dims (int): Token width d. Defaults to 256.
+        num_heads (int): Attention heads. Defaults to 4.
+        tie_shared (bool): Share the shared-subspace projection W_s across
+            modalities (W_p is never tied). Defaults to False.
+        exchange (bool): Run cross-modal attention. False gives the
+            "w/o IntraCED exchange" ablation: factorisation only.
+            Defaults to True.
+        token_budget (dict, optional): Keyword arguments of
+            :class:`TokenBudget`; None gives the "w/o token budget" ablation
+            in which every shared token is a key. Defaults to ``dict()``.
+        ffn_ratio (float): Hidden width of the feed-forward block, in d.
+            Defaults to 2.0.
+        dropout (float): Dropout on attention output and FFN. Defaults to
+            0.1.
+        init_cfg (dict, optional): mmengine init config. Defaults to None.
+    """
+
+    def __init__(self,
+                 modalities: Sequence[str],
+                 embed_dims: int = 256,
+                 num_heads: int = 4,
+                 tie_shared: bool = False,
+                 exchange: bool = True,
+                 token_budget: Optional[dict] = dict(),
+                 ffn_ratio: float = 2.0,
+                 dropout: float = 0.1,
+                 init_cfg: Optional[dict] = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if embed_dims % num_heads:
+            raise ValueError(f'embed_dims={embed_dims} must be divisible by '
+                             f'num_heads={num_heads}')
+        self.modalities = tuple(modalities)
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.exchange = exchange
+        self.dropout = dropout
+
+        def projection() -> nn.Module:
+            return nn.Sequential(
+                nn.Linear(embed_dims, embed_dims), nn.LayerNorm(embed_dims))
+
+        tied = projection() if tie_shared else None
+        self.shared_proj = nn.ModuleDict(
+            {m: tied or projection()
+             for m in self.modalities})
+        self.private_proj = nn.ModuleDict(
+            {m: projection()
+             for m in self.modalities})
+        self.budgets = nn.ModuleDict({
+            m: TokenBudget(embed_dims, **token_budget)
+            for m in self.modalities
+        }) if token_budget is not None else None
+        if exchange:
+            self.query_norm = nn.LayerNorm(embed_dims)
+            self.q = nn.Linear(embed_dims, embed_dims)
+            self.kv = nn.Linear(embed_dims, 2 * embed_dims)
+            self.out = nn.Linear(embed_dims, embed_dims)
+            # A learned null key with a zero value: a query whose every
+            # other modality is absent attends to it and receives nothing,
+            # instead of a softmax over an empty set.
+            self.null_key = nn.Parameter(torch.zeros(1, 1, embed_dims))
+            self.ffn = nn.Sequential(
+                nn.LayerNorm(embed_dims),
+                nn.Linear(embed_dims, int(embed_dims * ffn_ratio)),
+                nn.GELU(), nn.Dropout(dropout),
+                nn.Linear(int(embed_dims * ffn_ratio), embed_dims),
+                nn.Dropout(dropout))
+
+    def forward(self,
+                tokens: Dict[str, torch.Tensor],
+                modality_mask: Optional[torch.Tensor] = None) -> dict:
+        """Factorise and exchange.
+
+        Args:
+            tokens (dict[str, Tensor]): Aligned tokens X_m of shape
+                (B, N_m, d) for every modality.
+            modality_mask (Tensor, optional): Bool (B, M), True where the
+                modality is present. Absent modalities offer no keys.
+
+        Returns:
+            dict: ``shared`` (dict m -> S_hat_m (B, N_m, d)), ``private``
+            (dict m -> P_m (B, N_m, d)), ``shared_in`` (dict m -> S_m before
+            the exchange), ``budget_ratio`` (dict m -> rho as a scalar
+            tensor) and ``num_selected`` (dict m -> k, an int).
+        """
+        check_modalities(tokens, self.modalities, type(self).__name__)
+        first = tokens[self.modalities[0]]
+        present = modality_presence(modality_mask, self.modalities,
+                                    first.shape[0], first.device)
+        shared_in = {m: self.shared_proj[m](tokens[m]) for m in self.modalities}
+        private = {m: self.private_proj[m](tokens[m]) for m in self.modalities}
+        keys, weights, num_selected, ratios = [], [], {}, {}
+        for m in self.modalities:
+            if self.budgets is None:
+                selected = shared_in[m]
+                weight = selected.new_ones(*selected.shape[:2], 1)
+            else:
+                selected, weight = self.budgets[m](shared_in[m])
+                ratios[m] = self.budgets[m].ratio
+            keys.append(selected)
+            weights.append(weight)
+            num_selected[m] = selected.shape[1]
+        shared = (
+            self._exchange(shared_in, keys, weights, present)
+            if self.exchange else shared_in)
+        return dict(
+            shared=shared,
+            private=private,
+            shared_in=shared_in,
+            budget_ratio=ratios,
+            num_selected=num_selected)
+
+    def _exchange(self, shared_in: Dict[str, torch.Tensor],
+                  keys: Sequence[torch.Tensor],
+                  weights: Sequence[torch.Tensor],
+                  present: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """One batched cross-attention for all modalities at this level.
+
+        Queries of all modalities and budgeted keys of all modalities are
+        concatenated; a block mask lets modality m attend only to the keys
+        of other, present modalities (plus the null key).
+        """
+        batch, dims = present.shape[0], self.embed_dims
+        heads, head_dims = self.num_heads, dims // self.num_heads
+        queries = torch.cat([shared_in[m] for m in self.modalities], dim=1)
+        key_tokens = torch.cat(keys, dim=1)
+        value_weight = torch.cat(weights, dim=1)
+        q_owner = torch.cat([
+            queries.new_full((shared_in[m].shape[1], ), i, dtype=torch.long)
+            for i, m in enumerate(self.modalities)
+        ])
+        k_owner = torch.cat([
+            queries.new_full((k.shape[1], ), i, dtype=torch.long)
+            for i, k in enumerate(keys)
+        ])
+        # (B, Nq, Nk): other modality's key, and that modality present.
+        allowed = (q_owner[:, None] != k_owner[None, :]).unsqueeze(0) & \
+            present[:, k_owner].unsqueeze(1)
+        allowed = torch.cat(
+            [allowed.new_ones(batch, allowed.shape[1], 1), allowed], dim=2)
+
+        k, v = self.kv(key_tokens).chunk(2, dim=-1)
+        v = v * value_weight
+        k = torch.cat([self.null_key.expand(batch, -1, -1), k], dim=1)
+        v = torch.cat([v.new_zeros(batch, 1, dims), v], dim=1)
+        q = self.q(self.query_norm(queries))
+
+        def split(x: torch.Tensor) -> torch.Tensor:
+            return x.view(batch, -1, heads, head_dims).transpose(1, 2)
+
+        attended = F.scaled_dot_product_attention(
+            split(q),
+            split(k),
+            split(v),
+            attn_mask=allowed.unsqueeze(1),
+            dropout_p=self.dropout if self.training else 0.0)
+        attended = attended.transpose(1, 2).reshape(batch, -1, dims)
+        exchanged = queries + self.out(attended)
+        exchanged = exchanged + self.ffn(exchanged)
+        sizes = [shared_in[m].shape[1] for m in self.modalities]
+        return dict(zip(self.modalities, exchanged.split(sizes, dim=1)))

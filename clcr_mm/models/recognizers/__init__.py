@@ -1,0 +1,3 @@
+from .clcr_recognizer import CLCRRecognizer
+
+__all__ = ['CLCRRecognizer']

@@ -1,0 +1,313 @@
+"""CLCRRecognizer: hierarchy encoder -> IntraCED per level -> InterCAD ->
+head, as an mmengine ``BaseModel`` with mmaction2's ``loss`` / ``predict`` /
+``tensor`` modes."""
+from typing import Dict, Optional, Tuple, Union
+
+import torch
+import torch.nn as nn
+from mmaction.utils import SampleList
+from mmengine.model import BaseModel
+
+from clcr_mm.registry import MODELS
+from ..utils import LEVELS
+
+
+@MODELS.register_module()
+class CLCRRecognizer(BaseModel):
+    """Multimodal recognizer built from CLCR parts (or baseline fusions).
+
+    Inputs are a dict of modality tensors of shape (B, V, ...) where V is the
+    number of views (clips x crops); views are folded into the batch and the
+    head averages them at test time, as in mmaction2's recognizers.
+
+    Args:
+        backbone (dict): A :class:`CLCRHierarchyEncoder` config; it fixes the
+            modalities and their order.
+        cls_head (dict): Head config (:class:`CLCRHead`, or
+            :class:`LateFusionHead` with ``fusion=LateFusion``).
+        intra_ced (dict, optional): :class:`IntraCED` config, built once per
+            level (``modalities`` and ``embed_dims`` are filled in from the
+            backbone). None skips the factorisation: InterCAD then sees the
+            aligned tokens as both shared and private. Defaults to None.
+        inter_cad (dict, optional): :class:`InterCAD` config. Exactly one of
+            ``inter_cad`` and ``fusion`` must be given.
+        fusion (dict, optional): A baseline fusion neck
+            (:class:`ConcatFusion`, :class:`LateFusion`) on the encoder's
+            levels, instead of IntraCED + InterCAD.
+        loss_sep (dict, optional): :class:`SharedPrivateSeparationLoss`.
+        loss_cross (dict, optional): :class:`CrossLevelInterferenceLoss`.
+        loss_budget (dict, optional): :class:`TokenBudgetLoss`.
+        loss_align (dict, optional): :class:`SharedAlignmentLoss`.
+        data_preprocessor (dict, optional): Usually mmaction2's
+            ``MultiModalDataPreprocessor``.
+        train_cfg (dict, optional): ``modality_dropout`` (float): chance that
+            each sample loses one random modality in training, for
+            robustness to missing modalities. Defaults to 0.
+        test_cfg (dict, optional): ``missing_modalities`` (tuple[str]):
+            modalities treated as missing at test time (zeroed and masked);
+            ``return_analysis`` (bool): store InterCAD's level weights and
+            private gates in each predicted data sample.
+        init_cfg (dict, optional): mmengine init config.
+    """
+
+    def __init__(self,
+                 backbone: dict,
+                 cls_head: dict,
+                 intra_ced: Optional[dict] = None,
+                 inter_cad: Optional[dict] = None,
+                 fusion: Optional[dict] = None,
+                 loss_sep: Optional[dict] = None,
+                 loss_cross: Optional[dict] = None,
+                 loss_budget: Optional[dict] = None,
+                 loss_align: Optional[dict] = None,
+                 data_preprocessor: Optional[dict] = None,
+                 train_cfg: Optional[dict] = None,
+                 test_cfg: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
+        if data_preprocessor is None:
+            data_preprocessor = dict(type='mmaction.ActionDataPreprocessor')
+        super().__init__(
+            data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        if (inter_cad is None) == (fusion is None):
+            raise ValueError('give exactly one of inter_cad (CLCR) and '
+                             'fusion (a baseline fusion neck)')
+        self.backbone = MODELS.build(backbone)
+        self.modalities = tuple(self.backbone.modalities)
+        dims = self.backbone.embed_dims
+        shared_args = dict(modalities=self.modalities, embed_dims=dims)
+
+        def build(cfg: Optional[dict]) -> Optional[nn.Module]:
+            if cfg is None:
+                return None
+            cfg = dict(cfg)
+            for key, value in shared_args.items():
+                cfg.setdefault(key, value)
+            return MODELS.build(cfg)
+
+        self.intra_ced = nn.ModuleDict(
+            {level: build(intra_ced)
+             for level in LEVELS}) if intra_ced else None
+        self.inter_cad = build(inter_cad)
+        self.fusion = build(fusion)
+        self.cls_head = MODELS.build(cls_head)
+        self.loss_sep = MODELS.build(loss_sep) if loss_sep else None
+        self.loss_cross = MODELS.build(loss_cross) if loss_cross else None
+        self.loss_budget = MODELS.build(loss_budget) if loss_budget else None
+        self.loss_align = MODELS.build(loss_align) if loss_align else None
+        self.train_cfg = dict(train_cfg or {})
+        self.test_cfg = dict(test_cfg or {})
+        unknown = set(self.test_cfg.get('missing_modalities',
+                                        ())) - set(self.modalities)
+        if unknown:
+            raise ValueError(
+                f'test_cfg.missing_modalities names {sorted(unknown)}, not '
+                f'among the model modalities {self.modalities}')
+
+    # ------------------------------------------------------------------
+    # inputs and modality masks
+    # ------------------------------------------------------------------
+    def _fold_views(self, inputs: Dict[str, torch.Tensor]
+                    ) -> Tuple[Dict[str, torch.Tensor], int]:
+        """(B, V, ...) -> (B*V, ...); modalities with V=1 are repeated."""
+        if not isinstance(inputs, dict):
+            raise TypeError(
+                f'{type(self).__name__} needs a dict of modality tensors, got '
+                f'{type(inputs).__name__}; pack with PackActionInputs('
+                f'collect_keys={self.modalities})')
+        missing = [m for m in self.modalities if m not in inputs]
+        if missing:
+            raise KeyError(
+                f'the model expects modalities {self.modalities} but the '
+                f'batch has no {missing} (it has {sorted(inputs)}); add them '
+                'to the pipeline and to PackActionInputs(collect_keys=...)')
+        views = {m: inputs[m].shape[1] for m in self.modalities}
+        num_views = max(views.values())
+        if any(v not in (1, num_views) for v in views.values()):
+            raise ValueError(f'modalities have incompatible view counts '
+                             f'{views}: each must be 1 or {num_views}')
+        folded = {}
+        for m in self.modalities:
+            x = inputs[m]
+            if x.shape[1] != num_views:
+                x = x.expand(-1, num_views, *x.shape[2:])
+            folded[m] = x.flatten(0, 1)
+        return folded, num_views
+
+    def _modality_mask(self, data_samples: Optional[SampleList],
+                       batch: int, num_views: int,
+                       device: torch.device) -> torch.Tensor:
+        """(B*V, M) bool mask from the samples, train-time modality dropout
+        and test-time ``missing_modalities``."""
+        mask = torch.ones(batch, len(self.modalities), dtype=torch.bool)
+        for b, sample in enumerate(data_samples or []):
+            flags = sample.get('modality_mask', None) or {}
+            for i, m in enumerate(self.modalities):
+                mask[b, i] = bool(flags.get(m, True))
+        if self.training and self.train_cfg.get('modality_dropout', 0) > 0:
+            drop = torch.rand(batch) < self.train_cfg['modality_dropout']
+            victim = torch.randint(len(self.modalities), (batch, ))
+            dropped = mask.clone()
+            dropped[drop, victim[drop]] = False
+            # never drop the last present modality of a sample
+            keep = dropped.any(dim=1)
+            mask[keep] = dropped[keep]
+        if not self.training:
+            for m in self.test_cfg.get('missing_modalities', ()):
+                mask[:, self.modalities.index(m)] = False
+        return mask.repeat_interleave(num_views, dim=0).to(device)
+
+    def _zero_missing(self, inputs: Dict[str, torch.Tensor],
+                      mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Zero the inputs of absent modalities, exactly as a pipeline that
+        zero-fills a missing modality would, so both paths agree."""
+        if bool(mask.all()):
+            return inputs
+        out = {}
+        for i, m in enumerate(self.modalities):
+            keep = mask[:, i].to(inputs[m].dtype)
+            out[m] = inputs[m] * keep.view(-1, *[1] * (inputs[m].dim() - 1))
+        return out
+
+    # ------------------------------------------------------------------
+    # forward
+    # ------------------------------------------------------------------
+    def extract_feat(self,
+                     inputs: Dict[str, torch.Tensor],
+                     data_samples: Optional[SampleList] = None) -> dict:
+        """Run encoder, IntraCED and InterCAD (or a baseline fusion).
+
+        Args:
+            inputs (dict[str, Tensor]): (B, V, ...) per modality.
+            data_samples (list[ActionDataSample], optional): Carry each
+                sample's ``modality_mask``.
+
+        Returns:
+            dict: ``fused`` (the fusion neck's output, with ``feat`` h of
+            shape (B*V, D)), ``levels`` (encoder tokens), ``intra`` (per
+            level IntraCED outputs, or None), ``mask`` (B*V, M) and
+            ``num_views``.
+        """
+        batch = next(iter(inputs.values())).shape[0]
+        inputs, num_views = self._fold_views(inputs)
+        device = next(iter(inputs.values())).device
+        mask = self._modality_mask(data_samples, batch, num_views, device)
+        inputs = self._zero_missing(inputs, mask)
+        levels = self.backbone(inputs)
+        intra = None
+        if self.fusion is not None:
+            fused = self.fusion(levels, mask)
+        else:
+            if self.intra_ced is not None:
+                intra = {
+                    level: self.intra_ced[level](levels[level], mask)
+                    for level in LEVELS
+                }
+                shared = {level: intra[level]['shared'] for level in LEVELS}
+                private = {level: intra[level]['private'] for level in LEVELS}
+            else:
+                shared = private = levels
+            fused = self.inter_cad(shared, private, mask)
+        return dict(
+            fused=fused,
+            levels=levels,
+            intra=intra,
+            mask=mask,
+            num_views=num_views)
+
+    def forward(self,
+                inputs: Dict[str, torch.Tensor],
+                data_samples: Optional[SampleList] = None,
+                mode: str = 'tensor') -> Union[dict, SampleList,
+                                               torch.Tensor]:
+        """mmaction2-style dispatch on ``mode``: ``'loss'`` returns a dict of
+        losses and statistics, ``'predict'`` a list of data samples with
+        predictions, ``'tensor'`` the raw head scores (B*V, num_classes)."""
+        if mode == 'loss':
+            return self.loss(inputs, data_samples)
+        if mode == 'predict':
+            return self.predict(inputs, data_samples)
+        if mode == 'tensor':
+            feats = self.extract_feat(inputs, data_samples)
+            return self.cls_head(feats['fused'])
+        raise RuntimeError(f'Invalid mode "{mode}". Only supports loss, '
+                           'predict and tensor mode')
+
+    def loss(self, inputs: Dict[str, torch.Tensor],
+             data_samples: SampleList) -> Dict[str, torch.Tensor]:
+        """Task loss plus every configured regulariser, each under its own
+        key, plus the realised token budgets for the log."""
+        feats = self.extract_feat(inputs, data_samples)
+        if feats['num_views'] > 1:
+            data_samples = [
+                s for s in data_samples for _ in range(feats['num_views'])
+            ]
+        scores = self.cls_head(feats['fused'])
+        losses = self.cls_head.loss_by_feat(scores, data_samples)
+        losses.update(self.regularisers(feats))
+        return losses
+
+    def regularisers(self, feats: dict) -> Dict[str, torch.Tensor]:
+        """The CLCR regularisers that apply to this configuration.
+
+        Args:
+            feats (dict): Output of :meth:`extract_feat`.
+
+        Returns:
+            dict[str, Tensor]: ``loss_sep``, ``loss_cross``, ``loss_budget``,
+            ``loss_align`` (those configured and applicable) and, for
+            logging, ``budget_k_<level>_<modality>`` (tokens offered) and
+            ``budget_rho_<level>`` (mean ratio).
+        """
+        out: Dict[str, torch.Tensor] = {}
+        intra, mask, fused = feats['intra'], feats['mask'], feats['fused']
+        if intra is not None:
+            shared = {level: intra[level]['shared'] for level in LEVELS}
+            private = {level: intra[level]['private'] for level in LEVELS}
+            if self.loss_sep is not None:
+                out['loss_sep'] = self.loss_sep(shared, private, mask,
+                                                self.modalities)
+            if self.loss_align is not None:
+                out['loss_align'] = self.loss_align(shared, mask,
+                                                    self.modalities)
+            ratios = [
+                r for level in LEVELS
+                for r in intra[level]['budget_ratio'].values()
+            ]
+            if self.loss_budget is not None and ratios:
+                out['loss_budget'] = self.loss_budget(ratios)
+            for level in LEVELS:
+                for m, k in intra[level]['num_selected'].items():
+                    out[f'budget_k_{level}_{m}'] = torch.tensor(
+                        float(k), device=mask.device)
+                level_ratios = list(intra[level]['budget_ratio'].values())
+                if level_ratios:
+                    out[f'budget_rho_{level}'] = torch.stack(
+                        level_ratios).mean().detach()
+        if self.loss_cross is not None and 'level_feats' in fused:
+            out['loss_cross'] = self.loss_cross(fused['level_feats'])
+        return out
+
+    def predict(self, inputs: Dict[str, torch.Tensor],
+                data_samples: SampleList) -> SampleList:
+        """Predictions averaged over views; with
+        ``test_cfg.return_analysis`` each sample also gets ``level_weights``
+        (L, ), ``private_gates`` (M, L) and ``modality_present`` (M, )."""
+        feats = self.extract_feat(inputs, data_samples)
+        scores = self.cls_head(feats['fused'])
+        data_samples = self.cls_head.predict_by_feat(scores, data_samples)
+        if self.test_cfg.get('return_analysis', False):
+            self._attach_analysis(feats, data_samples)
+        return data_samples
+
+    def _attach_analysis(self, feats: dict,
+                         data_samples: SampleList) -> None:
+        views, fused = feats['num_views'], feats['fused']
+        fields = dict(modality_present=feats['mask'].float())
+        for key in ('level_weights', 'private_gates'):
+            if key in fused:
+                fields[key] = fused[key]
+        for key, value in fields.items():
+            value = value.detach().view(len(data_samples), views,
+                                        *value.shape[1:]).mean(1)
+            for sample, v in zip(data_samples, value):
+                sample.set_field(v.cpu(), key)

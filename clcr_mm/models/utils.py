@@ -1,0 +1,67 @@
+"""Small tensor helpers shared by the CLCR modules."""
+from typing import Dict, Optional, Sequence
+
+import torch
+
+LEVELS = ('shallow', 'mid', 'deep')
+
+
+def masked_mean(tokens: torch.Tensor,
+                present: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean over tokens, zero for samples whose modality is absent.
+
+    Args:
+        tokens (Tensor): Tokens of shape (B, N, C).
+        present (Tensor, optional): Bool of shape (B, ) marking samples in
+            which the modality is present. Defaults to all present.
+
+    Returns:
+        Tensor: Pooled features of shape (B, C).
+    """
+    pooled = tokens.mean(dim=1)
+    if present is None:
+        return pooled
+    return pooled * present.to(pooled.dtype).unsqueeze(-1)
+
+
+def modality_presence(modality_mask: Optional[torch.Tensor],
+                      modalities: Sequence[str], batch_size: int,
+                      device: torch.device) -> torch.Tensor:
+    """Return a (B, M) bool mask, all True when no mask is given.
+
+    Args:
+        modality_mask (Tensor, optional): Bool tensor of shape (B, M).
+        modalities (Sequence[str]): Modality names, in the mask's order.
+        batch_size (int): B.
+        device (torch.device): Device of the returned mask.
+
+    Returns:
+        Tensor: Bool mask of shape (B, M).
+    """
+    if modality_mask is None:
+        return torch.ones(
+            batch_size, len(modalities), dtype=torch.bool, device=device)
+    if modality_mask.shape != (batch_size, len(modalities)):
+        raise ValueError(
+            f'modality_mask has shape {tuple(modality_mask.shape)} but '
+            f'{batch_size} samples and modalities {tuple(modalities)} need '
+            f'({batch_size}, {len(modalities)})')
+    return modality_mask.to(device=device, dtype=torch.bool)
+
+
+def check_modalities(tokens: Dict[str, torch.Tensor],
+                     modalities: Sequence[str], where: str) -> None:
+    """Raise a clear error when a dict of tokens lacks a configured modality.
+
+    Args:
+        tokens (dict[str, Tensor]): Per-modality tensors.
+        modalities (Sequence[str]): The modalities a module was built for.
+        where (str): Name of the module, for the message.
+    """
+    missing = [m for m in modalities if m not in tokens]
+    if missing:
+        raise KeyError(
+            f'{where} was configured with modalities {tuple(modalities)} but '
+            f'got no input for {missing}; inputs present: {sorted(tokens)}. '
+            'Check that the pipeline produces every modality the model '
+            'names (PackActionInputs collect_keys).')

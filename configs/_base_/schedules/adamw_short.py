@@ -1,0 +1,20 @@
+# A short AdamW schedule for small benchmarks trained from scratch on CPU.
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=6, val_begin=1,
+                 val_interval=1)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+optim_wrapper = dict(
+    optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4),
+    clip_grad=dict(max_norm=5.0))
+
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
+         convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, T_max=5,
+         eta_min=1e-5, convert_to_iter_based=True),
+]
+
+# lr above is for this total batch size; tools/train.py --auto-scale-lr
+# rescales it linearly for other batch sizes.
+auto_scale_lr = dict(enable=False, base_batch_size=16)

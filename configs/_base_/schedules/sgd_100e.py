@@ -1,0 +1,17 @@
+# Audio-visual literature practice (OGM-GE, PMR, MLA): SGD, momentum 0.9,
+# lr 1e-3, batch 64, ~100 epochs, step decay.
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=100, val_begin=1,
+                 val_interval=1)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+optim_wrapper = dict(
+    optimizer=dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=1e-4),
+    clip_grad=dict(max_norm=40, norm_type=2))
+
+param_scheduler = [
+    dict(type='MultiStepLR', by_epoch=True, begin=0, end=100,
+         milestones=[70], gamma=0.1)
+]
+
+auto_scale_lr = dict(enable=False, base_batch_size=64)

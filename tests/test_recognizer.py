@@ -1,0 +1,204 @@
+"""CLCRRecognizer end to end: modes, losses, missing modalities, ablations,
+baselines and clear errors for mismatched configs."""
+import pytest
+import torch
+from conftest import tiny_inputs, tiny_model_cfg, tiny_samples
+
+from clcr_mm.registry import MODELS
+
+
+def test_loss_mode_reports_every_term_and_budget():
+    model = MODELS.build(tiny_model_cfg())
+    losses = model(tiny_inputs(), tiny_samples(), mode='loss')
+    for key in ('loss_cls', 'loss_sep', 'loss_cross', 'loss_budget',
+                'loss_align', 'budget_k_shallow_a', 'budget_rho_deep'):
+        assert key in losses, key
+        assert torch.isfinite(losses[key])
+    assert losses['budget_k_shallow_a'] == 4  # ceil(0.5 * 8 tokens)
+    total = sum(v for k, v in losses.items() if k.startswith('loss'))
+    total.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert sum(g is not None and g.abs().sum() > 0 for g in grads) > \
+        0.8 * len(grads)
+
+
+def test_predict_averages_views_and_scores_are_probabilities():
+    model = MODELS.build(tiny_model_cfg()).eval()
+    samples = model(tiny_inputs(views=3), tiny_samples(), mode='predict')
+    assert len(samples) == 4
+    for s in samples:
+        assert s.pred_score.shape == (4, )
+        assert torch.isclose(s.pred_score.sum(), torch.tensor(1.0))
+        assert s.pred_label.item() == s.pred_score.argmax().item()
+
+
+def test_tensor_mode_returns_scores():
+    model = MODELS.build(tiny_model_cfg()).eval()
+    scores = model(tiny_inputs(batch=2), mode='tensor')
+    assert scores.shape == (2, 4)
+
+
+def test_missing_modality_is_masked_and_reported():
+    model = MODELS.build(
+        tiny_model_cfg(test_cfg=dict(return_analysis=True))).eval()
+    inputs = tiny_inputs()
+    masks = [dict(b=False), None, dict(b=False), None]
+    out = model(inputs, tiny_samples(masks=masks), mode='predict')
+    assert out[0].modality_present.tolist() == [1.0, 0.0]
+    assert out[1].modality_present.tolist() == [1.0, 1.0]
+    assert torch.all(out[0].private_gates[1] == 0)
+    assert out[0].level_weights.shape == (3, )
+    # The masked samples ignore whatever b holds.
+    noisy = dict(inputs, b=torch.randn_like(inputs['b']) * 10)
+    out2 = model(noisy, tiny_samples(masks=masks), mode='predict')
+    for i in (0, 2):
+        assert torch.allclose(out[i].pred_score, out2[i].pred_score,
+                              atol=1e-5)
+    assert not torch.allclose(out[1].pred_score, out2[1].pred_score)
+
+
+def test_test_time_missing_equals_zero_filled_and_masked_input():
+    model = MODELS.build(
+        tiny_model_cfg(test_cfg=dict(missing_modalities=('b', )))).eval()
+    inputs = tiny_inputs()
+    via_cfg = model(inputs, tiny_samples(), mode='predict')
+    model.test_cfg['missing_modalities'] = ()
+    zero_filled = dict(inputs, b=torch.zeros_like(inputs['b']))
+    via_pipeline = model(zero_filled, tiny_samples(masks=[dict(b=False)] * 4),
+                         mode='predict')
+    for x, y in zip(via_cfg, via_pipeline):
+        assert torch.allclose(x.pred_score, y.pred_score, atol=1e-6)
+
+
+def test_modality_dropout_never_drops_every_modality():
+    model = MODELS.build(
+        tiny_model_cfg(train_cfg=dict(modality_dropout=1.0))).train()
+    mask = model._modality_mask(tiny_samples(batch=64), 64, 1,
+                                torch.device('cpu'))
+    assert mask.any(dim=1).all()
+    assert (~mask).any()  # something was dropped
+
+
+def test_three_modalities_with_one_missing():
+    mods = ('text', 'audio', 'vision')
+    model = MODELS.build(tiny_model_cfg(mods))
+    masks = [dict(audio=False), dict(vision=False, text=False), None, None]
+    losses = model(tiny_inputs(modalities=mods), tiny_samples(masks=masks),
+                   mode='loss')
+    assert all(torch.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.parametrize('overrides', [
+    dict(intra_ced=dict(type='IntraCED', num_heads=2, exchange=False)),
+    dict(intra_ced=dict(type='IntraCED', num_heads=2, token_budget=None)),
+    dict(inter_cad=dict(type='InterCAD', out_channels=32, synchronise=False,
+                        selective=False, gate_private=False)),
+    dict(loss_sep=None, loss_cross=None, loss_budget=None, loss_align=None),
+    dict(intra_ced=None, loss_sep=None, loss_align=None, loss_budget=None),
+])
+def test_ablations_build_and_train(overrides):
+    model = MODELS.build(tiny_model_cfg(**overrides))
+    losses = model(tiny_inputs(), tiny_samples(), mode='loss')
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+    assert torch.isfinite(losses['loss_cls'])
+    for key, value in overrides.items():
+        if key.startswith('loss') and value is None:
+            assert key not in losses
+
+
+@pytest.mark.parametrize('fusion,head', [
+    (dict(type='ConcatFusion', out_channels=32),
+     dict(type='CLCRHead', num_classes=4, in_channels=32)),
+    (dict(type='LateFusion'),
+     dict(type='LateFusionHead', num_modalities=2, num_classes=4,
+          in_channels=32)),
+])
+def test_baselines_share_the_encoder(fusion, head):
+    cfg = tiny_model_cfg(
+        intra_ced=None, inter_cad=None, fusion=fusion, cls_head=head,
+        loss_sep=None, loss_cross=None, loss_budget=None, loss_align=None)
+    model = MODELS.build(cfg)
+    losses = model(tiny_inputs(), tiny_samples(), mode='loss')
+    assert set(k for k in losses if k.startswith('loss')) == {'loss_cls'}
+    model.eval()
+    out = model(tiny_inputs(), tiny_samples(masks=[dict(b=False)] * 4),
+                mode='predict')
+    assert out[0].pred_score.shape == (4, )
+
+
+def test_late_fusion_ignores_absent_modality_logits():
+    cfg = tiny_model_cfg(
+        intra_ced=None, inter_cad=None, fusion=dict(type='LateFusion'),
+        cls_head=dict(type='LateFusionHead', num_modalities=2, num_classes=4,
+                      in_channels=32),
+        loss_sep=None, loss_cross=None, loss_budget=None, loss_align=None)
+    model = MODELS.build(cfg).eval()
+    feats = torch.randn(2, 2, 32)
+    present = torch.tensor([[True, False], [True, True]])
+    logits = model.cls_head(dict(modality_feats=feats, present=present))
+    only_a = model.cls_head.fc[0](feats[0, 0])
+    assert torch.allclose(logits[0], only_a, atol=1e-6)
+
+
+def test_regression_head_uses_l1_and_predicts_a_value():
+    from mmaction.structures import ActionDataSample
+    cfg = tiny_model_cfg(
+        cls_head=dict(type='CLCRHead', num_classes=1, in_channels=32,
+                      task='regression'))
+    model = MODELS.build(cfg)
+    samples = [ActionDataSample().set_gt_label(torch.tensor([0.5 * i]))
+               for i in range(4)]
+    losses = model(tiny_inputs(), samples, mode='loss')
+    assert 'loss_cls' in losses and losses['loss_cls'] > 0
+    model.eval()
+    out = model(tiny_inputs(views=2), samples, mode='predict')
+    assert out[0].pred_score.shape == (1, )
+
+
+def test_config_errors_name_the_problem():
+    cfg = tiny_model_cfg()
+    cfg['backbone']['modalities']['a']['tap_channels'] = (16, 99, 16)
+    model = MODELS.build(cfg)
+    with pytest.raises(ValueError, match=r"modality 'a'.*layers.1.*99"):
+        model(tiny_inputs(), tiny_samples(), mode='loss')
+
+    model = MODELS.build(tiny_model_cfg())
+    with pytest.raises(KeyError, match=r"no \['b'\]"):
+        model(dict(a=tiny_inputs()['a']), tiny_samples(), mode='loss')
+
+    cfg = tiny_model_cfg()
+    cfg['backbone']['modalities']['a']['taps'] = ('layers.0', 'nope', 'x')
+    with pytest.raises(KeyError, match='not submodules'):
+        MODELS.build(cfg)
+
+    with pytest.raises(ValueError, match='exactly one'):
+        MODELS.build(tiny_model_cfg(fusion=dict(type='ConcatFusion')))
+
+    with pytest.raises(ValueError, match='missing_modalities'):
+        MODELS.build(tiny_model_cfg(test_cfg=dict(missing_modalities=('z',))))
+
+
+def test_mmaction_backbones_as_video_and_image_encoders():
+    """mmaction2's ResNet tapped at three stages: frames folded into the
+    batch (video) and a 1-channel spectrogram (image)."""
+    from clcr_mm.registry import MODELS as REG
+    res18 = dict(type='mmaction.ResNet', depth=18, pretrained=None,
+                 out_indices=(3, ))
+    encoder = REG.build(dict(
+        type='CLCRHierarchyEncoder', embed_dims=32, modalities=dict(
+            rgb=dict(backbone=res18, taps=('layer2', 'layer3', 'layer4'),
+                     tap_channels=(128, 256, 512), layout='video',
+                     fold_frames=True,
+                     grids=((2, 4, 4), (2, 2, 2), (1, 1, 1))),
+            audio=dict(backbone=dict(res18, in_channels=1),
+                       taps=('layer2', 'layer3', 'layer4'),
+                       tap_channels=(128, 256, 512), layout='image',
+                       grids=((1, 4, 4), (1, 2, 2), (1, 1, 1))))))
+    levels = encoder(dict(rgb=torch.randn(2, 3, 2, 32, 32),
+                          audio=torch.randn(2, 1, 32, 32)))
+    assert levels['shallow']['rgb'].shape == (2, 32, 32)
+    assert levels['mid']['audio'].shape == (2, 4, 32)
+    assert levels['deep']['rgb'].shape == (2, 1, 32)
+    with pytest.raises(ValueError, match='expects a 5-D input'):
+        encoder(dict(rgb=torch.randn(2, 3, 32, 32),
+                     audio=torch.randn(2, 1, 32, 32)))
