@@ -1,1 +1,5 @@
 """Transforms of clcr_mm."""
+from .sequence import PadSequenceFeatures  # noqa: F401
+from .rawframes import FormatRGBFlow, LoadRGBFlowFrames  # noqa: F401
+from .audio import (AudioClipSample, CheckVideo, LoadAudio,  # noqa: F401
+                    LogMelSpectrogram, MediaFileError)

@@ -2,6 +2,7 @@
 import math
 from typing import Optional
 
+import torch
 from mmengine.hooks import Hook
 
 from clcr_mm.registry import HOOKS
@@ -33,12 +34,12 @@ class NonFiniteLossHook(Hook):
         """Check the loss terms of this iteration."""
         if not outputs:
             return
-        bad = {
-            key: float(value)
+        values = {
+            key: float(value.detach() if torch.is_tensor(value) else value)
             for key, value in outputs.items()
-            if (self.check_all or key.startswith('loss'))
-            and not math.isfinite(float(value))
+            if self.check_all or key.startswith('loss')
         }
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
             terms = ', '.join(f'{k}={v}' for k, v in bad.items())
             raise FloatingPointError(

@@ -7,13 +7,14 @@ and embedding scheme in every modality, the "common basis for interaction"
 on which IntraCED and InterCAD work.
 """
 import os.path as osp
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.model import BaseModule
-from mmengine.runner import load_checkpoint
+from mmengine.runner import CheckpointLoader
 
 from clcr_mm.registry import MODELS
 from ..utils import LEVELS, check_modalities
@@ -91,6 +92,10 @@ class ModalityEncoder(nn.Module):
         layout (str): One of ``'video'``, ``'image'``, ``'sequence'``.
         fold_frames (bool): For ``'video'``: run a 2D backbone on every frame
             by folding T into the batch. Defaults to False.
+        image_as_clip (bool): For ``'image'``: feed the (B, C, H, W) input to
+            a 3D backbone (e.g. mmaction2's ResNet3d, whose width is
+            configurable) as a one-frame clip (B, C, 1, H, W). Defaults to
+            False.
         pretrained (str, optional): Local checkpoint loaded into the
             backbone; nothing is downloaded. Defaults to None.
         pretrained_prefix (str): Key prefix of the backbone's weights inside
@@ -105,6 +110,7 @@ class ModalityEncoder(nn.Module):
                  tap_channels: Sequence[int],
                  layout: str,
                  fold_frames: bool = False,
+                 image_as_clip: bool = False,
                  pretrained: Optional[str] = None,
                  pretrained_prefix: str = '') -> None:
         super().__init__()
@@ -120,6 +126,7 @@ class ModalityEncoder(nn.Module):
         self.name = name
         self.layout = layout
         self.fold_frames = fold_frames
+        self.image_as_clip = image_as_clip and layout == 'image'
         self.tap_channels = tuple(tap_channels)
         self.backbone = MODELS.build(backbone)
         modules = dict(self.backbone.named_modules())
@@ -170,6 +177,8 @@ class ModalityEncoder(nn.Module):
         if self.layout == 'video' and self.fold_frames:
             frames = x.shape[2]
             x = x.transpose(1, 2).flatten(0, 1)
+        elif self.image_as_clip:
+            x = x.unsqueeze(2)
         self._tapped.clear()
         self.backbone(x)
         taps = []
@@ -184,8 +193,8 @@ class ModalityEncoder(nn.Module):
                    batch: int, frames: int) -> torch.Tensor:
         if self.layout == 'sequence':
             out = out[..., None, None]
-        elif self.layout == 'image' or (self.layout == 'video'
-                                        and self.fold_frames):
+        elif (self.layout == 'image' and not self.image_as_clip) or (
+                self.layout == 'video' and self.fold_frames):
             if out.dim() != 4:
                 raise ValueError(
                     f'modality {self.name!r}: tap {tap!r} should be 4-D '
@@ -199,36 +208,86 @@ class ModalityEncoder(nn.Module):
         return out
 
 
+def _describe_keys(keys: Sequence[str], limit: int = 8) -> str:
+    """``'a, b, c ... (+N more)'`` for error messages."""
+    keys = sorted(keys)
+    shown = ', '.join(keys[:limit])
+    return shown + (f' ... (+{len(keys) - limit} more)'
+                    if len(keys) > limit else '')
+
+
 def load_pretrained(module: nn.Module, filename: str, prefix: str,
                     modality: str) -> None:
     """Load a local checkpoint into ``module``, failing loudly on mismatch.
 
+    Works with a plain backbone state dict (``prefix=''``), with an mmengine
+    checkpoint of a whole mmaction2 recognizer (``prefix='backbone.'``), and
+    with a CLCR checkpoint (``prefix='backbone.encoders.<modality>.backbone.'``).
+    Only the keys under ``prefix`` are used, so the recognizer's head and
+    other parts of the checkpoint are ignored; every backbone weight must be
+    found there with the right shape. Nothing is downloaded.
+
     Args:
         module (nn.Module): The backbone to load into.
-        filename (str): Path of a local checkpoint file.
-        prefix (str): Key prefix to strip (keys without it are ignored).
-        modality (str): Modality name, for the message.
+        filename (str): Path of a local checkpoint file (a state dict, or a
+            dict holding one under ``'state_dict'`` as mmengine saves).
+        prefix (str): Key prefix of the backbone's weights, stripped when
+            loading. A ``'module.'`` prefix left by DistributedDataParallel
+            is removed first.
+        modality (str): Modality name, for the messages.
+
+    Raises:
+        FileNotFoundError: ``filename`` does not exist.
+        KeyError: No key of the checkpoint starts with ``prefix``.
+        RuntimeError: Keys are missing or unexpected, or shapes differ; the
+            message names the file, the modality, the prefix and the keys.
     """
     if not osp.isfile(filename):
         raise FileNotFoundError(
             f'pretrained checkpoint for modality {modality!r} not found: '
             f'{filename}')
-    revise_keys = [(rf'^{prefix}', '')] if prefix else [(r'^module\.', '')]
-    # mmengine reports missing/unexpected keys through the logger; strict
-    # loading turns them into an error we re-raise with the modality name.
-    try:
-        load_checkpoint(
-            module,
-            filename,
-            map_location='cpu',
-            strict=True,
-            logger='silent',
-            revise_keys=revise_keys)
-    except RuntimeError as err:
+    checkpoint = CheckpointLoader.load_checkpoint(filename, map_location='cpu')
+    state = checkpoint.get('state_dict', checkpoint) if isinstance(
+        checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise RuntimeError(
+            f'pretrained checkpoint {filename} (modality {modality!r}) holds '
+            f'no state dict but a {type(checkpoint).__name__}')
+    state = {re.sub(r'^module\.', '', k): v for k, v in state.items()}
+    selected = {
+        k[len(prefix):]: v
+        for k, v in state.items() if k.startswith(prefix)
+    }
+    if not selected:
+        heads = sorted({k.split('.')[0] + '.' for k in state})
+        raise KeyError(
+            f'pretrained checkpoint {filename} has no key starting with '
+            f'pretrained_prefix={prefix!r} (modality {modality!r}); its '
+            f'top-level prefixes are {heads}')
+    own = module.state_dict()
+    missing = set(own) - set(selected)
+    unexpected = set(selected) - set(own)
+    mismatched = [
+        f'{k}: checkpoint {tuple(selected[k].shape)} vs model '
+        f'{tuple(own[k].shape)}' for k in sorted(set(own) & set(selected))
+        if tuple(selected[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        problems = []
+        if missing:
+            problems.append(f'missing in checkpoint: {_describe_keys(missing)}')
+        if unexpected:
+            problems.append('not in the backbone: '
+                            f'{_describe_keys(unexpected)}')
+        if mismatched:
+            problems.append('shape mismatch: ' + '; '.join(mismatched[:8]))
         raise RuntimeError(
             f'pretrained checkpoint {filename} does not match the '
             f'{type(module).__name__} backbone of modality {modality!r} '
-            f'(prefix {prefix!r}): {err}') from err
+            f'(pretrained_prefix={prefix!r}). ' + '. '.join(problems) +
+            '. Check the backbone config (depth, in_channels) and the '
+            'prefix.')
+    module.load_state_dict(selected, strict=True)
 
 
 @MODELS.register_module()
@@ -284,6 +343,19 @@ class CLCRHierarchyEncoder(BaseModule):
             torch.zeros(len(self.modalities), embed_dims))
         nn.init.trunc_normal_(self.level_embed, std=0.02)
         nn.init.trunc_normal_(self.modality_embed, std=0.02)
+
+    def init_weights(self) -> None:
+        """Initialise the aligners, then every modality's backbone.
+
+        ``BaseModule.init_weights`` only descends into children that have an
+        ``init_weights`` method, and the ``ModuleDict`` holding the modality
+        encoders has none, so without this override neither the backbones'
+        own initialisation nor the ``pretrained`` checkpoints would run when
+        a Runner initialises the model.
+        """
+        super().init_weights()
+        for encoder in self.encoders.values():
+            encoder.init_weights()
 
     def num_tokens(self, modality: str) -> Tuple[int, ...]:
         """Number of tokens of ``modality`` at each level."""

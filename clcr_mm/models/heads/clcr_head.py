@@ -39,8 +39,10 @@ class CLCRHead(BaseHead):
         if task not in TASKS:
             raise ValueError(f'task must be one of {TASKS}, got {task!r}')
         if loss_cls is None:
-            loss_cls = dict(type='CrossEntropyLoss') if task == TASKS[0] \
-                else dict(type='L1Loss')
+            # Scoped names: the head is also built under mmaction2's default
+            # scope (custom_imports), where a bare 'L1Loss' is unknown.
+            loss_cls = dict(type='mmaction.CrossEntropyLoss') \
+                if task == TASKS[0] else dict(type='clcr_mm.L1Loss')
         if task == 'regression':
             kwargs.setdefault('topk', (1, ))
         # softmax scores averaged over views, as the metrics expect

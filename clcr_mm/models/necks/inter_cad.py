@@ -85,8 +85,21 @@ class InterCAD(BaseModule):
                            present: torch.Tensor) -> torch.Tensor:
         """Anchors of each level attend to that level's shared tokens.
 
-        All levels run in one attention call: keys of the three levels are
-        padded to a common length and masked.
+        Standard multi-head attention of the K anchors (queries
+        ``q(anchors)``) over keys / values ``kv(LN(tokens))``, computed
+        without projecting the N tokens: with few queries and many tokens,
+        each head's query is mapped back to the token space instead
+        (``q_h . (W_k^h x + b_k^h) = (W_k^h^T q_h) . x + const``; the
+        constant cancels in the softmax), the attention pools the
+        normalised tokens themselves, and the value projection is applied to
+        the K pooled vectors (``sum_i a_i (W_v^h x_i + b_v^h) = W_v^h
+        (sum_i a_i x_i) + b_v^h``). Same result, O(N K d) instead of
+        O(N d^2) work: the key/value projection of every token was most of
+        InterCAD's cost.
+
+        All levels run in one attention call: the tokens of the three levels
+        are normalised together, then padded to a common length and masked;
+        the heads' queries share one attention over the same tokens.
 
         Args:
             shared (dict): ``shared[level][modality]`` (B, N, d).
@@ -97,41 +110,62 @@ class InterCAD(BaseModule):
         """
         batch, dims = present.shape[0], self.embed_dims
         heads = self.num_heads
-        tokens, masks = [], []
-        for level in LEVELS:
-            level_tokens = [shared[level][m] for m in self.modalities]
-            tokens.append(torch.cat(level_tokens, dim=1))
-            masks.append(
+        head_dims = dims // heads
+        num_levels, num_anchors = self.anchors.shape[:2]
+        level_tokens = [[shared[level][m] for m in self.modalities]
+                        for level in LEVELS]
+        sizes = [sum(t.shape[1] for t in tokens) for tokens in level_tokens]
+        tokens = self.key_norm(
+            torch.cat([t for level in level_tokens for t in level], 1))
+        longest = max(sizes)
+        if len(set(sizes)) == 1:
+            tokens = tokens.reshape(batch * num_levels, longest, dims)
+        else:
+            tokens = torch.stack([
+                F.pad(part, (0, 0, 0, longest - part.shape[1]))
+                for part in tokens.split(sizes, dim=1)
+            ], 1).flatten(0, 1)
+        mask = torch.stack([
+            F.pad(
                 torch.cat([
                     present[:, i:i + 1].expand(-1, t.shape[1])
-                    for i, t in enumerate(level_tokens)
-                ],
-                          dim=1))
-        longest = max(t.shape[1] for t in tokens)
-        keys = torch.stack(
-            [F.pad(t, (0, 0, 0, longest - t.shape[1])) for t in tokens], 1)
-        mask = torch.stack(
-            [F.pad(m, (0, longest - m.shape[1])) for m in masks], 1)
+                    for i, t in enumerate(level)
+                ], 1), (0, longest - size))
+            for level, size in zip(level_tokens, sizes)
+        ], 1)
         # A sample with no modality present keeps its anchors unchanged:
         # let it attend everywhere; its zero-weighted result is discarded.
         mask = mask | ~mask.any(dim=-1, keepdim=True)
-        num_levels, num_anchors = self.anchors.shape[:2]
-        keys = self.key_norm(keys.flatten(0, 1))
-        k, v = self.kv(keys).chunk(2, dim=-1)
-        q = self.q(self.anchors).unsqueeze(0).expand(batch, -1, -1, -1)
-        q = q.flatten(0, 1)
 
-        def split(x: torch.Tensor) -> torch.Tensor:
-            return x.view(x.shape[0], -1, heads,
-                          dims // heads).transpose(1, 2)
-
-        attended = F.scaled_dot_product_attention(
-            split(q),
-            split(k),
-            split(v),
-            attn_mask=mask.flatten(0, 1)[:, None, None, :])
-        attended = attended.transpose(1, 2).reshape(batch, num_levels,
-                                                    num_anchors, dims)
+        w_key, w_value = self.kv.weight.split(dims)
+        b_value = self.kv.bias[dims:]
+        # Queries in token space, per head: (H, L*K, d_h) @ (H, d_h, d).
+        q = self.q(self.anchors).view(num_levels * num_anchors, heads,
+                                      head_dims).transpose(0, 1)
+        q = torch.matmul(q, w_key.view(heads, head_dims, dims))
+        # (L, H*K, d): every (head, anchor) pair is one query of one shared
+        # attention, scaled as a head_dims-wide head would be.
+        q = q.view(heads, num_levels, num_anchors, dims).transpose(0, 1)
+        q = q.reshape(1, num_levels, heads * num_anchors, dims).expand(
+            batch, -1, -1, -1).flatten(0, 1)
+        pooled = F.scaled_dot_product_attention(
+            q.unsqueeze(1),
+            tokens.unsqueeze(1),
+            tokens.unsqueeze(1),
+            attn_mask=mask.flatten(0, 1)[:, None, None, :],
+            scale=head_dims**-0.5).squeeze(1)
+        # Value projection of the pooled tokens, per head:
+        # (H, B*L*K, d) @ (H, d, d_h).
+        pooled = pooled.view(batch * num_levels, heads, num_anchors,
+                             dims).permute(1, 0, 2, 3).reshape(
+                                 heads, -1, dims)
+        attended = torch.matmul(
+            pooled,
+            w_value.view(heads, head_dims, dims).transpose(1, 2))
+        attended = attended.view(heads, batch, num_levels, num_anchors,
+                                 head_dims).permute(1, 2, 3, 0, 4).reshape(
+                                     batch, num_levels, num_anchors, dims)
+        attended = attended + b_value
         any_present = present.any(dim=1).to(attended.dtype)
         attended = attended * any_present[:, None, None, None]
         return self.sync_norm(self.anchors + self.attn_out(attended))

@@ -184,8 +184,10 @@ class IntraCED(BaseModule):
         """
         check_modalities(tokens, self.modalities, type(self).__name__)
         first = tokens[self.modalities[0]]
-        present = modality_presence(modality_mask, self.modalities,
-                                    first.shape[0], first.device)
+        # No mask means every modality is present: the exchange then needs
+        # no attention mask at all (fast fused kernels stay available).
+        present = None if modality_mask is None else modality_presence(
+            modality_mask, self.modalities, first.shape[0], first.device)
         shared_in = {m: self.shared_proj[m](tokens[m]) for m in self.modalities}
         private = {m: self.private_proj[m](tokens[m]) for m in self.modalities}
         keys, weights, num_selected, ratios = [], [], {}, {}
@@ -212,49 +214,78 @@ class IntraCED(BaseModule):
     def _exchange(self, shared_in: Dict[str, torch.Tensor],
                   keys: Sequence[torch.Tensor],
                   weights: Sequence[torch.Tensor],
-                  present: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """One batched cross-attention for all modalities at this level.
+                  present: Optional[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """Cross-attention of every modality's queries to the budgeted keys
+        of the other modalities (plus the null key).
 
-        Queries of all modalities and budgeted keys of all modalities are
-        concatenated; a block mask lets modality m attend only to the keys
-        of other, present modalities (plus the null key).
+        Projections run once on all modalities' tokens together; attention
+        runs per modality over only the keys it may see, so no work is spent
+        on query-key pairs a block mask would discard (for M modalities a
+        joint masked call computes M / (M - 1) times the needed scores) and
+        no (B, N_q, N_k) mask is built. When every modality has as many
+        queries and keys as the others, the M attentions are stacked into one
+        call along the batch dim.
+
+        Args:
+            present (Tensor, optional): Bool (B, M); None when every
+                modality is present, which skips masking altogether.
         """
-        batch, dims = present.shape[0], self.embed_dims
+        batch, dims = shared_in[self.modalities[0]].shape[0], self.embed_dims
         heads, head_dims = self.num_heads, dims // self.num_heads
+        num_mod = len(self.modalities)
+        q_sizes = [shared_in[m].shape[1] for m in self.modalities]
+        k_sizes = [k.shape[1] for k in keys]
         queries = torch.cat([shared_in[m] for m in self.modalities], dim=1)
-        key_tokens = torch.cat(keys, dim=1)
-        value_weight = torch.cat(weights, dim=1)
-        q_owner = torch.cat([
-            queries.new_full((shared_in[m].shape[1], ), i, dtype=torch.long)
-            for i, m in enumerate(self.modalities)
-        ])
-        k_owner = torch.cat([
-            queries.new_full((k.shape[1], ), i, dtype=torch.long)
-            for i, k in enumerate(keys)
-        ])
-        # (B, Nq, Nk): other modality's key, and that modality present.
-        allowed = (q_owner[:, None] != k_owner[None, :]).unsqueeze(0) & \
-            present[:, k_owner].unsqueeze(1)
-        allowed = torch.cat(
-            [allowed.new_ones(batch, allowed.shape[1], 1), allowed], dim=2)
+        q = self.q(self.query_norm(queries)).split(q_sizes, dim=1)
+        k_all, v_all = self.kv(torch.cat(keys, dim=1)).chunk(2, dim=-1)
+        v_all = v_all * torch.cat(weights, dim=1)
+        k_own = k_all.split(k_sizes, dim=1)
+        v_own = v_all.split(k_sizes, dim=1)
+        null_k = self.null_key.expand(batch, -1, -1)
+        null_v = v_all.new_zeros(batch, 1, dims)
 
-        k, v = self.kv(key_tokens).chunk(2, dim=-1)
-        v = v * value_weight
-        k = torch.cat([self.null_key.expand(batch, -1, -1), k], dim=1)
-        v = torch.cat([v.new_zeros(batch, 1, dims), v], dim=1)
-        q = self.q(self.query_norm(queries))
+        q_list, k_list, v_list, mask_list = [], [], [], []
+        for i in range(num_mod):
+            others = [j for j in range(num_mod) if j != i]
+            q_list.append(q[i])
+            k_list.append(torch.cat([null_k] + [k_own[j] for j in others], 1))
+            v_list.append(torch.cat([null_v] + [v_own[j] for j in others], 1))
+            if present is not None:
+                # Key mask (B, 1 + sum_j k_j): the null key is always
+                # visible; other keys only if their modality is present.
+                mask_list.append(
+                    torch.cat([present.new_ones(batch, 1)] + [
+                        present[:, j:j + 1].expand(-1, k_sizes[j])
+                        for j in others
+                    ], 1))
 
         def split(x: torch.Tensor) -> torch.Tensor:
-            return x.view(batch, -1, heads, head_dims).transpose(1, 2)
+            return x.view(x.shape[0], -1, heads, head_dims).transpose(1, 2)
 
-        attended = F.scaled_dot_product_attention(
-            split(q),
-            split(k),
-            split(v),
-            attn_mask=allowed.unsqueeze(1),
-            dropout_p=self.dropout if self.training else 0.0)
-        attended = attended.transpose(1, 2).reshape(batch, -1, dims)
+        def attend(q_: torch.Tensor, k_: torch.Tensor, v_: torch.Tensor,
+                   mask: Optional[torch.Tensor]) -> torch.Tensor:
+            out = F.scaled_dot_product_attention(
+                split(q_),
+                split(k_),
+                split(v_),
+                attn_mask=None if mask is None else mask[:, None, None, :],
+                dropout_p=self.dropout if self.training else 0.0)
+            return out.transpose(1, 2).reshape(q_.shape[0], -1, dims)
+
+        same_shapes = len(set(q_sizes)) == 1 and len(
+            set(k.shape[1] for k in k_list)) == 1
+        if same_shapes and num_mod > 1:
+            attended = attend(
+                torch.cat(q_list, 0), torch.cat(k_list, 0),
+                torch.cat(v_list, 0),
+                torch.cat(mask_list, 0) if mask_list else None)
+            attended = torch.cat(attended.split(batch, dim=0), dim=1)
+        else:
+            attended = torch.cat([
+                attend(q_list[i], k_list[i], v_list[i],
+                       mask_list[i] if mask_list else None)
+                for i in range(num_mod)
+            ], dim=1)
         exchanged = queries + self.out(attended)
         exchanged = exchanged + self.ffn(exchanged)
-        sizes = [shared_in[m].shape[1] for m in self.modalities]
-        return dict(zip(self.modalities, exchanged.split(sizes, dim=1)))
+        return dict(zip(self.modalities, exchanged.split(q_sizes, dim=1)))

@@ -1,0 +1,790 @@
+"""Shared machinery of the audio-visual benchmark preparation tools.
+
+``tools/data/{kinetics_sounds,cremad,ave}/prepare.py`` each parse their
+benchmark's official annotations into :class:`ClipEntry` records (one per
+annotated clip, with the label and the ``file:line`` it came from) and hand
+them to :func:`build_lists`, which
+
+1. separates clips whose files are not on disk (counted as *missing*),
+2. probes every remaining file in parallel worker processes
+   (:func:`probe_files`): the container or wav header is opened and the
+   first frame of every needed stream is decoded, so a truncated download,
+   a video without an audio track or an empty wav is found before training,
+3. caches each probe result in ``<root>/.prepare_probe_cache.json`` keyed by
+   path, size and modification time, so a rerun (after more downloads, or
+   after an interruption) only probes new or changed files,
+4. writes ``<root>/{train,val,test}_list.txt`` in
+   :class:`~clcr_mm.datasets.AudioVisualDataset`'s format (``video label``
+   or ``video audio label``, paths relative to ``root`` when inside it),
+   ``<root>/classes.txt`` and ``<root>/prepare_report.json`` (counts, and
+   every missing or unreadable clip with the reason). Unreadable files are
+   left out of the lists and reported; they never stop the run. A file
+   whose path has whitespace (e.g. Kinetics label folders such as
+   ``playing bagpipes/``) is listed through a symlink in ``<root>/links/``,
+   since the list format separates fields by whitespace.
+
+Problems in the annotations themselves (malformed line, unknown class,
+missing split file) raise :class:`AnnotationError` / ``FileNotFoundError``
+naming the file and line, before any file is probed or written.
+"""
+import json
+import os
+import os.path as osp
+import random
+import re
+import sys
+import time
+import warnings
+from collections import Counter, OrderedDict
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+SPLITS = ('train', 'val', 'test')
+LIST_TMPL = '{split}_list.txt'
+CLASSES_NAME = 'classes.txt'
+REPORT_NAME = 'prepare_report.json'
+PROBE_CACHE_NAME = '.prepare_probe_cache.json'
+LINK_DIR_NAME = 'links'
+# Bump when probe_media changes what it checks: older cache entries are then
+# ignored instead of trusted.
+PROBE_VERSION = 1
+# What a probe checks: a video stream; a video stream and an audio track in
+# the same container; a stand-alone audio file (wav, flac, ...).
+PROBE_KINDS = ('video', 'video+audio', 'audio')
+VIDEO_EXTENSIONS = ('.mp4', '.mkv', '.webm', '.avi', '.mov', '.m4v', '.flv')
+# At most this many packets are demuxed looking for the first decodable
+# frame of each stream: a few seconds of any real clip, while a file whose
+# streams never yield a frame is not read to its end.
+MAX_PROBE_PACKETS = 2000
+
+
+class AnnotationError(ValueError):
+    """A problem in an annotation file, located by file and line.
+
+    Args:
+        path (str): The annotation file.
+        problem (str): What is wrong.
+        lineno (int, optional): 1-based line number.
+        line (str, optional): The offending line, quoted in the message.
+    """
+
+    def __init__(self,
+                 path: str,
+                 problem: str,
+                 lineno: Optional[int] = None,
+                 line: Optional[str] = None) -> None:
+        where = path if lineno is None else f'{path}:{lineno}'
+        msg = f'{where}: {problem}'
+        if line is not None:
+            msg += f' (line: {line!r})'
+        super().__init__(msg)
+        self.path = path
+        self.lineno = lineno
+
+
+def read_lines(path: str,
+               what: str = 'annotation file',
+               skip_comments: bool = False) -> List[Tuple[int, str]]:
+    """Non-blank, stripped lines of a text file with 1-based numbers.
+
+    ``utf-8-sig`` drops a byte-order mark and ``strip`` drops CRLF line
+    ends, both found in files edited on Windows.
+
+    Args:
+        path (str): The file.
+        what (str): What the file is, for the error message.
+        skip_comments (bool): Also skip lines starting with ``#``.
+
+    Returns:
+        list[tuple[int, str]]: ``(lineno, line)`` pairs in file order.
+
+    Raises:
+        FileNotFoundError: The file does not exist (message names it).
+    """
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{what} not found: {path}')
+    with open(path, encoding='utf-8-sig') as f:
+        out = []
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if line and not (skip_comments and line.startswith('#')):
+                out.append((lineno, line))
+    return out
+
+
+def read_class_list(path: str) -> List[str]:
+    """Read a class list, one name per line; ``#`` lines are comments.
+
+    Args:
+        path (str): The class list file.
+
+    Returns:
+        list[str]: Class names; the label of a class is its index.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        AnnotationError: A name is listed twice, or none is listed.
+    """
+    names: List[str] = []
+    seen: Dict[str, int] = {}
+    for lineno, name in read_lines(path, 'class list', skip_comments=True):
+        if name in seen:
+            raise AnnotationError(
+                path, f'class {name!r} already listed at line {seen[name]}',
+                lineno, name)
+        seen[name] = lineno
+        names.append(name)
+    if not names:
+        raise AnnotationError(path, 'no class listed')
+    return names
+
+
+def class_lines(path: str) -> Dict[str, int]:
+    """Map each class name of :func:`read_class_list` to its line number.
+
+    Args:
+        path (str): The class list file.
+
+    Returns:
+        dict[str, int]: Class name -> 1-based line number, so that errors
+        about a class can point at the line that names it.
+    """
+    return {
+        name: lineno
+        for lineno, name in read_lines(path, 'class list', skip_comments=True)
+    }
+
+
+@dataclass
+class ClipEntry:
+    """One annotated clip of a split.
+
+    Attributes:
+        split (str): ``'train'``, ``'val'`` or ``'test'``.
+        clip_id (str): The clip's id in the annotations (YouTube id, file
+            stem, ...), for the report.
+        label (int): Class index.
+        source (str): Where the clip is annotated, ``'file:line'`` (or a
+            file path when the annotation is the file itself).
+        video (str, optional): Path of the video; ``None`` when no file
+            for the clip was found.
+        audio (str, optional): Path of a separate audio file; ``None``
+            when the audio track of ``video`` is used.
+        missing_reason (str, optional): Why ``video`` is ``None``, for the
+            report.
+    """
+    split: str
+    clip_id: str
+    label: int
+    source: str
+    video: Optional[str]
+    audio: Optional[str] = None
+    missing_reason: Optional[str] = None
+
+
+def _probe_container(path: str, need_audio: bool) -> Dict:
+    """Open a media container and decode the first frame of its streams.
+
+    Args:
+        path (str): Video file.
+        need_audio (bool): Also require a decodable audio track.
+
+    Returns:
+        dict: ``ok`` and either ``error`` or the stream properties
+        (``width``, ``height``, ``fps``, ``duration``, ``video_codec``,
+        ``audio_codec``, ``audio_rate``).
+    """
+    import av
+    with av.open(path) as container:
+        if not container.streams.video:
+            return dict(ok=False, error='no video stream')
+        vstream = container.streams.video[0]
+        streams = [vstream]
+        astream = None
+        if container.streams.audio:
+            astream = container.streams.audio[0]
+            streams.append(astream)
+        elif need_audio:
+            return dict(ok=False, error='no audio track')
+        got_video = got_audio = False
+        for i, packet in enumerate(container.demux(*streams)):
+            if i >= MAX_PROBE_PACKETS:
+                break
+            for _ in packet.decode():
+                if packet.stream.type == 'video':
+                    got_video = True
+                else:
+                    got_audio = True
+            if got_video and (got_audio or not need_audio):
+                break
+        if not got_video:
+            return dict(ok=False, error='no decodable video frame')
+        if need_audio and not got_audio:
+            return dict(ok=False, error='no decodable audio frame')
+        rate = vstream.average_rate or vstream.guessed_rate
+        return dict(
+            ok=True,
+            width=vstream.codec_context.width,
+            height=vstream.codec_context.height,
+            fps=float(rate) if rate else None,
+            duration=(container.duration / 1e6
+                      if container.duration is not None else None),
+            video_codec=vstream.codec_context.name,
+            audio_codec=astream.codec_context.name if astream else None,
+            audio_rate=astream.rate if astream else None)
+
+
+def _probe_audio_file(path: str) -> Dict:
+    """Read an audio file's header and its first samples with soundfile.
+
+    Args:
+        path (str): Audio file (wav, flac, ...).
+
+    Returns:
+        dict: ``ok`` and either ``error`` or ``audio_rate``, ``channels``,
+        ``duration``.
+    """
+    import soundfile
+    info = soundfile.info(path)
+    if info.frames <= 0:
+        return dict(ok=False, error='no audio samples (empty file)')
+    soundfile.read(path, frames=min(info.frames, 4096), dtype='float32')
+    return dict(
+        ok=True,
+        audio_rate=info.samplerate,
+        channels=info.channels,
+        duration=info.frames / float(info.samplerate))
+
+
+def probe_media(task: Tuple[str, str]) -> Dict:
+    """Check that one file can be decoded (run in worker processes).
+
+    Any exception is turned into a failed result: one broken download must
+    not stop the preparation of tens of thousands of clips.
+
+    Args:
+        task (tuple[str, str]): ``(path, kind)``, ``kind`` in
+            :data:`PROBE_KINDS`.
+
+    Returns:
+        dict: ``ok`` (bool) and ``error`` (str) when not ok, else the
+        properties found (see :func:`_probe_container` and
+        :func:`_probe_audio_file`).
+    """
+    path, kind = task
+    if kind not in PROBE_KINDS:
+        raise ValueError(f'unknown probe kind {kind!r}; one of {PROBE_KINDS}')
+    try:
+        if kind == 'audio':
+            return _probe_audio_file(path)
+        return _probe_container(path, need_audio=(kind == 'video+audio'))
+    except Exception as e:  # noqa: BLE001 -- reported, never fatal
+        return dict(ok=False, error=f'cannot decode: {type(e).__name__}: {e}')
+
+
+class ProbeCache:
+    """Probe results persisted in a json file, keyed by path and stat.
+
+    An entry is reused only when the file's size and modification time and
+    the probe kind are unchanged and it was written by the same
+    :data:`PROBE_VERSION`; anything else is probed again.
+
+    Args:
+        path (str, optional): Cache file; ``None`` keeps it in memory only.
+        load (bool): Read the existing file. ``False`` starts empty (every
+            file is probed again) but :meth:`save` still writes the file.
+            Defaults to True.
+    """
+
+    def __init__(self, path: Optional[str], load: bool = True) -> None:
+        self.path = path
+        self.entries: Dict[str, Dict] = {}
+        if load and path and osp.isfile(path):
+            try:
+                with open(path) as f:
+                    data = json.load(f)
+            except (OSError, ValueError):
+                data = {}  # corrupt cache (e.g. killed mid-write): rebuild
+            if data.get('version') == PROBE_VERSION:
+                self.entries = data.get('entries', {})
+
+    @staticmethod
+    def _stat(path: str) -> Optional[Tuple[int, int]]:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    def lookup(self, path: str, kind: str) -> Optional[Dict]:
+        """Return the cached result of ``(path, kind)`` if still valid.
+
+        Args:
+            path (str): Absolute file path.
+            kind (str): Probe kind.
+
+        Returns:
+            dict | None: The result, or ``None`` if it must be probed.
+        """
+        entry = self.entries.get(f'{kind}:{path}')
+        stat = self._stat(path)
+        if entry is None or stat is None:
+            return None
+        if [entry.get('size'), entry.get('mtime_ns')] != list(stat):
+            return None
+        return entry.get('result')
+
+    def store(self, path: str, kind: str, result: Dict) -> None:
+        """Remember the result of probing ``(path, kind)``.
+
+        Args:
+            path (str): Absolute file path.
+            kind (str): Probe kind.
+            result (dict): What :func:`probe_media` returned.
+        """
+        stat = self._stat(path)
+        if stat is None:
+            return
+        self.entries[f'{kind}:{path}'] = dict(
+            size=stat[0], mtime_ns=stat[1], result=result)
+
+    def save(self) -> None:
+        """Write the cache atomically (a crash never leaves half a file)."""
+        if not self.path:
+            return
+        _write_json(self.path,
+                    dict(version=PROBE_VERSION, entries=self.entries))
+
+
+def probe_files(tasks: Sequence[Tuple[str, str]],
+                workers: int = 1,
+                cache: Optional[ProbeCache] = None,
+                progress: bool = True,
+                chunk_size: int = 512) -> Tuple[Dict, Dict[str, int]]:
+    """Probe many files in parallel, reusing and updating a cache.
+
+    Work is done in chunks and the cache is saved after each one, so an
+    interrupted run loses at most one chunk.
+
+    Args:
+        tasks (Sequence[tuple[str, str]]): ``(path, kind)`` pairs.
+        workers (int): Worker processes (1: in this process).
+        cache (ProbeCache, optional): Cache to read and update.
+        progress (bool): Show mmengine's progress bar.
+        chunk_size (int): Files probed between two cache saves.
+
+    Returns:
+        tuple[dict, dict]: ``(path, kind) -> result`` for every task, and
+        the counts ``probed`` (decoded now) and ``cached`` (reused).
+    """
+    from mmengine.utils import track_parallel_progress, track_progress
+    results: Dict[Tuple[str, str], Dict] = {}
+    todo = []
+    for task in OrderedDict.fromkeys(tuple(t) for t in tasks):
+        hit = cache.lookup(*task) if cache is not None else None
+        if hit is not None:
+            results[task] = hit
+        else:
+            todo.append(task)
+    counts = dict(probed=len(todo), cached=len(results))
+    for start in range(0, len(todo), chunk_size):
+        chunk = todo[start:start + chunk_size]
+        if workers > 1 and len(chunk) > 1:
+            nproc = min(workers, len(chunk))
+            if progress:
+                out = track_parallel_progress(probe_media, chunk, nproc)
+            else:
+                with open(os.devnull, 'w') as devnull:
+                    out = track_parallel_progress(
+                        probe_media, chunk, nproc, file=devnull)
+        elif progress:
+            out = track_progress(probe_media, chunk)
+        else:
+            out = [probe_media(task) for task in chunk]
+        for task, result in zip(chunk, out):
+            results[task] = result
+            if cache is not None:
+                cache.store(task[0], task[1], result)
+        if cache is not None:
+            cache.save()
+    return results, counts
+
+
+def rel_to_root(path: str, root: str) -> str:
+    """Path as written in a list: relative to ``root`` when inside it.
+
+    AudioVisualDataset joins list paths to ``data_root``; an absolute path
+    (a video directory elsewhere, e.g. on another disk) survives that join.
+
+    Args:
+        path (str): File path.
+        root (str): Dataset root.
+
+    Returns:
+        str: ``root``-relative path with ``/`` separators, or the absolute
+        path.
+    """
+    path, root = osp.abspath(path), osp.abspath(root)
+    rel = osp.relpath(path, root)
+    if rel.startswith(os.pardir + os.sep) or rel == os.pardir:
+        return path
+    return rel.replace(os.sep, '/')
+
+
+class _LinkFarm:
+    """Whitespace-free symlinks for files whose path has whitespace.
+
+    AudioVisualDataset splits list lines on whitespace, but common layouts
+    have spaces in folder names (Kinetics label folders such as
+    ``videos/train/playing bagpipes/``). Such a file is listed through a
+    symlink ``<root>/links/<name>`` (whitespace in the name replaced by
+    ``_``) that points at it; a rerun reuses or updates the links.
+
+    Args:
+        root (str): Dataset root.
+    """
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.dir = osp.join(root, LINK_DIR_NAME)
+        self.claimed: Dict[str, str] = {}  # link name -> target, this run
+
+    def listable(self, path: str) -> str:
+        """Return the path to write in a list for ``path``.
+
+        Args:
+            path (str): File path.
+
+        Returns:
+            str: :func:`rel_to_root` of ``path``, or of a symlink to it when
+            that contains whitespace.
+
+        Raises:
+            OSError: The symlink cannot be created (e.g. a file system
+                without symlinks).
+        """
+        rel = rel_to_root(path, self.root)
+        if not any(c.isspace() for c in rel):
+            return rel
+        target = osp.abspath(path)
+        stem, ext = osp.splitext(re.sub(r'\s+', '_', osp.basename(target)))
+        name, k = stem + ext, 0
+        while self.claimed.get(name, target) != target:
+            k += 1
+            name = f'{stem}_{k}{ext}'
+        self.claimed[name] = target
+        link = osp.join(self.dir, name)
+        if not (osp.islink(link) and os.readlink(link) == target):
+            os.makedirs(self.dir, exist_ok=True)
+            tmp = link + '.tmp'
+            if osp.lexists(tmp):
+                os.remove(tmp)
+            os.symlink(target, tmp)
+            os.replace(tmp, link)
+        return rel_to_root(link, self.root)
+
+
+def _write_text(path: str, text: str) -> None:
+    tmp = path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        f.write(text)
+    os.replace(tmp, path)  # atomic: readers never see half a file
+
+
+def _write_json(path: str, obj) -> None:
+    _write_text(path, json.dumps(obj, indent=1, ensure_ascii=False) + '\n')
+
+
+def build_lists(root: str,
+                dataset: str,
+                classes: Sequence[str],
+                entries: Dict[str, List[ClipEntry]],
+                workers: int = 1,
+                force_probe: bool = False,
+                progress: bool = True,
+                min_audio_duration: float = 0.1,
+                settings: Optional[Dict] = None) -> Dict:
+    """Probe the clips' files and write lists, classes and report.
+
+    Args:
+        root (str): Dataset root; outputs go here.
+        dataset (str): Benchmark name, for the report.
+        classes (Sequence[str]): Class names; label i is ``classes[i]``.
+        entries (dict[str, list[ClipEntry]]): Clips per split (a subset of
+            :data:`SPLITS`), in the order they should be listed.
+        workers (int): Probe worker processes.
+        force_probe (bool): Ignore the probe cache (probe everything).
+        progress (bool): Show progress bars.
+        min_audio_duration (float): A stand-alone audio file shorter than
+            this (seconds) is reported as unusable; matches ``LoadAudio``'s
+            ``min_duration`` so the lists only hold clips it accepts.
+        settings (dict, optional): Tool settings recorded in the report.
+
+    Returns:
+        dict: The report also written to ``<root>/prepare_report.json``:
+        ``splits`` (per split ``listed``, ``written``, ``missing``, ``bad``,
+        ``per_class``), ``missing`` and ``bad`` (one record per clip with
+        ``split``, ``source``, ``clip`` and ``reason``/``error``) and
+        ``probe`` (``probed``/``cached`` counts).
+
+    Raises:
+        ValueError: An unknown split name or a label out of range.
+    """
+    for split, clips in entries.items():
+        if split not in SPLITS:
+            raise ValueError(f'unknown split {split!r}; one of {SPLITS}')
+        for clip in clips:
+            if not 0 <= clip.label < len(classes):
+                raise ValueError(f'{clip.source}: label {clip.label} outside '
+                                 f'[0, {len(classes)})')
+    os.makedirs(root, exist_ok=True)
+    missing, present = [], []
+    for split, clips in entries.items():
+        for clip in clips:
+            reason = clip.missing_reason
+            if reason is None:
+                if not clip.video or not osp.isfile(clip.video):
+                    reason = f'video not found: {clip.video}'
+                elif clip.audio is not None and not osp.isfile(clip.audio):
+                    reason = f'audio not found: {clip.audio}'
+            if reason is not None:
+                missing.append(
+                    dict(split=split, source=clip.source, clip=clip.clip_id,
+                         reason=reason))
+            else:
+                present.append((split, clip))
+
+    def tasks_of(clip: ClipEntry) -> List[Tuple[str, str]]:
+        video = osp.abspath(clip.video)
+        if clip.audio is None:
+            return [(video, 'video+audio')]
+        return [(video, 'video'), (osp.abspath(clip.audio), 'audio')]
+
+    # A forced run ignores old results but still records new ones, for the
+    # next (non-forced) run.
+    cache = ProbeCache(
+        osp.join(root, PROBE_CACHE_NAME), load=not force_probe)
+    results, probe_counts = probe_files(
+        [t for _, clip in present for t in tasks_of(clip)], workers, cache,
+        progress)
+
+    links = _LinkFarm(root)
+    bad, lines = [], {split: [] for split in entries}
+    for split, clip in present:
+        errors = []
+        for path, kind in tasks_of(clip):
+            result = results[(path, kind)]
+            if not result.get('ok'):
+                errors.append(f'{path}: {result.get("error")}')
+            elif (kind == 'audio' and result.get('duration') is not None
+                  and result['duration'] < min_audio_duration):
+                errors.append(f'{path}: audio too short '
+                              f'({result["duration"]:.3f} s < '
+                              f'{min_audio_duration} s)')
+        if errors:
+            bad.append(
+                dict(split=split, source=clip.source, clip=clip.clip_id,
+                     error='; '.join(errors)))
+            continue
+        paths = [clip.video] + ([clip.audio] if clip.audio else [])
+        try:
+            fields = [links.listable(path) for path in paths]
+        except OSError as e:
+            bad.append(
+                dict(split=split, source=clip.source, clip=clip.clip_id,
+                     error=f'its path has whitespace and no symlink could '
+                     f'be made in {links.dir}: {e}'))
+            continue
+        lines[split].append((' '.join(fields), clip.label))
+
+    summary = {}
+    for split in SPLITS:
+        if split not in entries:
+            continue
+        per_class = Counter(classes[label] for _, label in lines[split])
+        summary[split] = dict(
+            listed=len(entries[split]),
+            written=len(lines[split]),
+            missing=sum(m['split'] == split for m in missing),
+            bad=sum(b['split'] == split for b in bad),
+            list_file=LIST_TMPL.format(split=split),
+            per_class={name: per_class.get(name, 0) for name in classes})
+    report = dict(
+        dataset=dataset,
+        root=osp.abspath(root),
+        created=time.strftime('%Y-%m-%d %H:%M:%S'),
+        settings=settings or {},
+        num_classes=len(classes),
+        classes=list(classes),
+        splits=summary,
+        probe=probe_counts,
+        missing=missing,
+        bad=bad)
+
+    for split, split_lines in lines.items():
+        if not split_lines:
+            warnings.warn(f'{dataset}: the {split} split has no usable clip; '
+                          f'{LIST_TMPL.format(split=split)} is empty (see '
+                          f'{osp.join(root, REPORT_NAME)})')
+        _write_text(
+            osp.join(root, LIST_TMPL.format(split=split)),
+            ''.join(f'{fields} {label}\n' for fields, label in split_lines))
+    _write_text(osp.join(root, CLASSES_NAME),
+                ''.join(name + '\n' for name in classes))
+    _write_json(osp.join(root, REPORT_NAME), report)
+    return report
+
+
+def format_summary(report: Dict) -> str:
+    """A few human-readable lines about what :func:`build_lists` wrote.
+
+    Args:
+        report (dict): The report.
+
+    Returns:
+        str: One line per split plus totals and the report's path.
+    """
+    root = report['root']
+    out = []
+    for split, info in report['splits'].items():
+        out.append(
+            f'[{report["dataset"]}] {osp.join(root, info["list_file"])}: '
+            f'{info["written"]} clips written of {info["listed"]} annotated '
+            f'({info["missing"]} missing on disk, {info["bad"]} unreadable)')
+    probe = report['probe']
+    out.append(f'[{report["dataset"]}] {report["num_classes"]} classes; '
+               f'probed {probe["probed"]} files, {probe["cached"]} from the '
+               f'cache; details in {osp.join(root, REPORT_NAME)}')
+    return '\n'.join(out)
+
+
+def index_videos(video_dir: str,
+                 extensions: Iterable[str] = VIDEO_EXTENSIONS
+                 ) -> Dict[str, List[str]]:
+    """Map file stems to the video files below a directory (recursively).
+
+    Args:
+        video_dir (str): Directory to scan (symlinks are followed).
+        extensions (Iterable[str]): Video extensions (lower case, with dot).
+
+    Returns:
+        dict[str, list[str]]: File stem -> sorted absolute paths (more than
+        one when the same stem appears in several folders).
+
+    Raises:
+        FileNotFoundError: ``video_dir`` does not exist.
+    """
+    if not osp.isdir(video_dir):
+        raise FileNotFoundError(f'video directory not found: {video_dir}')
+    exts = tuple(e.lower() for e in extensions)
+    index: Dict[str, List[str]] = {}
+    for dirpath, _, filenames in os.walk(video_dir, followlinks=True):
+        for name in filenames:
+            stem, ext = osp.splitext(name)
+            if ext.lower() in exts and not name.startswith('.'):
+                index.setdefault(stem, []).append(
+                    osp.abspath(osp.join(dirpath, name)))
+    for paths in index.values():
+        paths.sort()
+    return index
+
+
+def stratified_split(keys: Sequence[str],
+                     labels: Sequence[int],
+                     fraction: float,
+                     seed: int = 0,
+                     stratify: bool = True) -> Tuple[List[str], List[str]]:
+    """Seeded random split of ``keys`` into ``(rest, held_out)``.
+
+    ``round(fraction * len(keys))`` keys are held out. With ``stratify``
+    each label contributes in proportion to its size (largest-remainder
+    rounding, so the total is exact), which keeps the class balance of both
+    parts equal to the whole. The result depends only on the set of keys,
+    their labels and the seed (keys are sorted first), not on the order in
+    which files were found.
+
+    Args:
+        keys (Sequence[str]): Unique item keys.
+        labels (Sequence[int]): Label of each key.
+        fraction (float): Share held out, in ``[0, 1]``.
+        seed (int): Random seed.
+        stratify (bool): Stratify by label.
+
+    Returns:
+        tuple[list[str], list[str]]: The remaining keys and the held-out
+        keys, each sorted.
+
+    Raises:
+        ValueError: ``fraction`` outside ``[0, 1]``, duplicate keys, or
+            ``keys``/``labels`` of different lengths.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f'fraction must be in [0, 1], got {fraction}')
+    if len(keys) != len(labels):
+        raise ValueError('keys and labels differ in length')
+    if len(set(keys)) != len(keys):
+        raise ValueError('keys must be unique')
+    label_of = dict(zip(keys, labels))
+    ordered = sorted(keys)
+    rng = random.Random(seed)
+    total = int(round(fraction * len(ordered)))
+    if not stratify:
+        held = set(rng.sample(ordered, total))
+    else:
+        groups: Dict[int, List[str]] = {}
+        for key in ordered:
+            groups.setdefault(label_of[key], []).append(key)
+        quotas = {g: fraction * len(v) for g, v in groups.items()}
+        take = {g: int(q) for g, q in quotas.items()}
+        # Largest remainders get the leftover items; ties by label.
+        for g in sorted(quotas, key=lambda g: (take[g] - quotas[g], g)):
+            if sum(take.values()) >= total:
+                break
+            take[g] += 1
+        held = set()
+        for g in sorted(groups):
+            held.update(rng.sample(groups[g], take[g]))
+    return ([k for k in ordered if k not in held],
+            [k for k in ordered if k in held])
+
+
+def add_common_args(parser) -> None:
+    """Add the options every prepare tool shares.
+
+    Args:
+        parser (argparse.ArgumentParser): The tool's parser.
+    """
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=max(1, min(8, os.cpu_count() or 1)),
+        help='parallel probe processes (default: min(8, CPUs))')
+    parser.add_argument(
+        '--force-probe',
+        action='store_true',
+        help='re-check every file instead of trusting the probe cache')
+    parser.add_argument(
+        '--no-progress', action='store_true', help='no progress bars')
+
+
+def run_cli(prepare_fn, kwargs: Dict) -> int:
+    """Run a prepare function for a command line tool.
+
+    Annotation problems become one ``error: ...`` line on stderr and exit
+    status 1 instead of a traceback, since they are the user's to fix.
+
+    Args:
+        prepare_fn (callable): The tool's ``prepare`` function; returns the
+            report of :func:`build_lists`.
+        kwargs (dict): Its arguments.
+
+    Returns:
+        int: Exit status.
+    """
+    try:
+        report = prepare_fn(**kwargs)
+    except (FileNotFoundError, AnnotationError, ValueError) as e:
+        print(f'error: {e}', file=sys.stderr)
+        return 1
+    print(format_summary(report))
+    return 0

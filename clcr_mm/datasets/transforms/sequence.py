@@ -1,0 +1,143 @@
+"""Transforms for pre-extracted feature sequences (CMU-MOSI / CMU-MOSEI).
+
+Feature datasets such as :class:`~clcr_mm.datasets.MMSAFeatureDataset` put a
+raw ``(L_raw, D)`` array per modality into ``results``; this module turns it
+into the contract's fixed-size ``(V, L, D)`` float32 tensor with a leading
+view dimension, so the same transform serves every sequence dataset.
+"""
+from typing import Dict, Optional, Sequence, Union
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+
+from clcr_mm.registry import TRANSFORMS
+
+_PAD_SIDES = ('end', 'start')
+
+
+@TRANSFORMS.register_module()
+class PadSequenceFeatures(BaseTransform):
+    """Pad or truncate feature sequences to a fixed length.
+
+    Each ``results[key]`` of shape ``(L_raw, D)`` (or ``(V, L_raw, D)``)
+    becomes a float32 array of shape ``(V, L, D)`` (``V = 1`` for 2-D
+    input), the contract's layout for feature sequences. The valid length in
+    ``results['seq_lengths'][key]`` (written by the dataset) is clipped to the
+    new length, so a model can build a padding mask from it.
+
+    Required keys: ``keys``; optional ``seq_lengths``, ``sample_id``,
+    ``filename`` (used in error messages).
+    Modified keys: ``keys``, ``seq_lengths``.
+
+    Args:
+        keys (Sequence[str]): Modality names to pad, e.g.
+            ``('text', 'audio', 'vision')``.
+        seq_len (int | dict[str, int] | None): Target length, one for all
+            keys or one per key. A key missing from the dict, or ``None``,
+            keeps its length (only the view dimension is added).
+            Defaults to None.
+        pad_value (float): Value written into padded steps. Defaults to 0.
+        pad_side (str): ``'end'`` keeps the first ``L`` steps and pads after
+            them, which suits the MMSA pickles (valid frames first, zero
+            padding at the end); ``'start'`` keeps the last ``L`` steps and
+            pads before them (front-padded data such as the MulT pickles).
+            Defaults to ``'end'``.
+    """
+
+    def __init__(self,
+                 keys: Sequence[str],
+                 seq_len: Union[int, Dict[str, int], None] = None,
+                 pad_value: float = 0.,
+                 pad_side: str = 'end') -> None:
+        if isinstance(keys, str):
+            keys = (keys, )
+        self.keys = tuple(keys)
+        if not self.keys:
+            raise ValueError('PadSequenceFeatures needs at least one key.')
+        if isinstance(seq_len, dict):
+            unknown = set(seq_len) - set(self.keys)
+            if unknown:
+                raise ValueError(
+                    f'seq_len has entries {sorted(unknown)} that are not in '
+                    f'keys {self.keys}.')
+            self.seq_len = {k: seq_len.get(k) for k in self.keys}
+        else:
+            self.seq_len = {k: seq_len for k in self.keys}
+        for key, length in self.seq_len.items():
+            if length is not None and (not isinstance(length, int)
+                                       or length < 1):
+                raise ValueError(f'seq_len for {key!r} must be a positive '
+                                 f'int or None, got {length!r}.')
+        if pad_side not in _PAD_SIDES:
+            raise ValueError(
+                f'pad_side must be one of {_PAD_SIDES}, got {pad_side!r}.')
+        self.pad_value = float(pad_value)
+        self.pad_side = pad_side
+
+    @staticmethod
+    def _where(results: Dict) -> str:
+        """Describe the sample for error messages (file and sample id)."""
+        return (f"sample {results.get('sample_id', '?')!r} of "
+                f"{results.get('filename', '<unknown file>')}")
+
+    def _pad_one(self, feat: np.ndarray, length: Optional[int]) -> np.ndarray:
+        """Pad/truncate one ``(V, L_raw, D)`` array along the time axis.
+
+        Args:
+            feat (np.ndarray): Features of shape ``(V, L_raw, D)``.
+            length (int, optional): Target length ``L``; None keeps
+                ``L_raw``.
+
+        Returns:
+            np.ndarray: New float32 array of shape ``(V, L, D)``.
+        """
+        num_views, raw_len, dim = feat.shape
+        if length is None:
+            # Always copy: the dataset may hand out read-only views.
+            return np.array(feat, dtype=np.float32, copy=True)
+        out = np.full((num_views, length, dim),
+                      self.pad_value,
+                      dtype=np.float32)
+        keep = min(raw_len, length)
+        if self.pad_side == 'end':
+            out[:, :keep] = feat[:, :keep]
+        else:
+            out[:, length - keep:] = feat[:, raw_len - keep:]
+        return out
+
+    def transform(self, results: Dict) -> Dict:
+        """Pad or truncate every configured modality.
+
+        Args:
+            results (dict): Result dict holding ``(L_raw, D)`` or
+                ``(V, L_raw, D)`` arrays under ``self.keys``.
+
+        Returns:
+            dict: ``results`` with ``(V, L, D)`` float32 arrays and clipped
+            ``seq_lengths``.
+        """
+        seq_lengths = results.get('seq_lengths')
+        for key in self.keys:
+            if key not in results:
+                raise KeyError(
+                    f'PadSequenceFeatures: modality {key!r} is missing from '
+                    f'{self._where(results)}; available keys: '
+                    f'{sorted(results)}.')
+            feat = np.asarray(results[key])
+            if feat.ndim == 2:
+                feat = feat[None]
+            if feat.ndim != 3:
+                raise ValueError(
+                    f'PadSequenceFeatures: {key!r} of {self._where(results)} '
+                    f'must have shape (L, D) or (V, L, D), got {feat.shape}.')
+            length = self.seq_len[key]
+            results[key] = self._pad_one(feat, length)
+            if isinstance(seq_lengths, dict) and key in seq_lengths:
+                new_len = results[key].shape[1]
+                seq_lengths[key] = int(min(seq_lengths[key], new_len))
+        return results
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(keys={self.keys}, '
+                f'seq_len={self.seq_len}, pad_value={self.pad_value}, '
+                f"pad_side='{self.pad_side}')")

@@ -1,0 +1,64 @@
+# CMU-MOSEI sentiment regression on the MMSA feature pickles
+# (see tools/data/mmsa/README.md). Text: BERT (768), audio: COVAREP (74),
+# vision: Facet (35). Every modality becomes a (1, L, D) float32 tensor.
+dataset_type = 'MMSAFeatureDataset'
+data_root = 'data/mosei'
+# 'aligned_50.pkl': all modalities word-aligned to 50 steps.
+# For 'unaligned_50.pkl' (audio 500, vision 500 steps) raise mmsa_seq_len
+# below, or set it to None to keep the stored lengths.
+ann_file = 'aligned_50.pkl'
+mmsa_modalities = dict(text='text', audio='audio', vision='vision')
+mmsa_feat_dims = dict(text=768, audio=74, vision=35)
+mmsa_seq_len = dict(text=50, audio=50, vision=50)
+mmsa_keys = tuple(mmsa_modalities)
+
+mmsa_pipeline = [
+    dict(type='PadSequenceFeatures', keys=mmsa_keys, seq_len=mmsa_seq_len),
+    dict(
+        type='PackActionInputs',
+        collect_keys=mmsa_keys,
+        algorithm_keys=('modality_mask', ),
+        meta_keys=('sample_id', 'seq_lengths'))
+]
+train_pipeline = mmsa_pipeline
+val_pipeline = mmsa_pipeline
+test_pipeline = mmsa_pipeline
+
+mmsa_dataset_common = dict(
+    type=dataset_type,
+    data_root=data_root,
+    ann_file=ann_file,
+    modalities=mmsa_modalities,
+    feat_dims=mmsa_feat_dims,
+    # The published MOSEI pickles hold -inf in COVAREP audio; they are
+    # replaced by 0 (as MMSA's loader does) and the count is logged. Any
+    # NaN/inf in text or vision still raises.
+    nonfinite=dict(text='error', audio='zero', vision='error'))
+
+train_dataloader = dict(
+    batch_size=32,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=True),
+    dataset=dict(
+        **mmsa_dataset_common, split='train', pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=32,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        **mmsa_dataset_common, split='valid', pipeline=val_pipeline,
+        test_mode=True))
+test_dataloader = dict(
+    batch_size=32,
+    num_workers=2,
+    persistent_workers=True,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    dataset=dict(
+        **mmsa_dataset_common, split='test', pipeline=test_pipeline,
+        test_mode=True))
+
+# Keys: mae, corr, acc2_has0, f1_has0, acc2_non0, f1_non0, acc5, acc7.
+val_evaluator = dict(type='SentimentRegressionMetric')
+test_evaluator = val_evaluator

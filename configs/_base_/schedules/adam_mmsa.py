@@ -1,0 +1,17 @@
+# MOSI/MOSEI on fixed MMSA features: Adam, as in MMSA's models; 40 epochs
+# with early model selection on validation MAE.
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=40, val_begin=1,
+                 val_interval=1)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+
+optim_wrapper = dict(
+    optimizer=dict(type='Adam', lr=1e-3, weight_decay=1e-5),
+    clip_grad=dict(max_norm=1.0))
+
+param_scheduler = [
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, T_max=40,
+         eta_min=1e-5)
+]
+
+auto_scale_lr = dict(enable=False, base_batch_size=32)

@@ -1,0 +1,12 @@
+# Baseline: late fusion (average of the unimodal logits) with the same
+# encoders, data and schedule as clcr_cremad.py.
+_base_ = ['./clcr_cremad.py']
+
+model = dict(
+    intra_ced=None,
+    inter_cad=None,
+    fusion=dict(type='LateFusion'),
+    cls_head=dict(type='LateFusionHead', num_modalities=2),
+    loss_sep=None,
+    loss_cross=None,
+    loss_budget=None)

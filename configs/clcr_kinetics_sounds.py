@@ -1,0 +1,32 @@
+# CLCR on Kinetics-Sounds (31 classes; rgb frames + audio log-mel).
+# Prepare the data once (see tools/data/kinetics_sounds/README.md):
+#   python tools/data/kinetics_sounds/prepare.py --root data/kinetics_sounds
+# then train / test:
+#   python tools/train.py configs/clcr_kinetics_sounds.py
+#   python tools/test.py configs/clcr_kinetics_sounds.py \
+#       work_dirs/clcr_kinetics_sounds/best_*.pth
+# The CLCR paper reports 75.41 top-1 accuracy on KS.
+_base_ = [
+    '_base_/models/clcr_av_resnet18.py',
+    '_base_/datasets/kinetics_sounds.py',
+    '_base_/schedules/sgd_100e.py',
+    '_base_/default_runtime.py',
+]
+
+num_classes = 31  # tools/data/kinetics_sounds/classes.txt
+
+# Visual token grids (t, h, w) per level: t = the 3 sampled frames for the
+# shallow and mid levels (the base's t = 4 assumes 4 frames), one temporal
+# token at the deep level.
+model = dict(
+    backbone=dict(
+        modalities=dict(
+            rgb=dict(grids=((3, 4, 4), (3, 2, 2), (1, 2, 2))))),
+    cls_head=dict(num_classes=num_classes))
+
+# Optimisation follows the audio-visual literature (OGM-GE, PMR, MLA), as
+# in _base_/schedules/sgd_100e.py: SGD, momentum 0.9, weight decay 1e-4,
+# lr 1e-3 for batch 64 (the dataset base's batch size), 100 epochs, lr x0.1
+# at epoch 70. These are the literature's settings, not tuned for CLCR; the
+# spec's regulariser weights (clcr_av_resnet18.py) are likewise defaults.
+randomness = dict(seed=0, deterministic=False)

@@ -1,0 +1,63 @@
+"""Run a real config for one short epoch through mmengine's Runner."""
+from pathlib import Path
+
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+REPO = Path(__file__).resolve().parents[1]
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+
+
+def tiny_runner(config: str, work_dir: Path, data_root: str = None,
+                batch_size: int = 2, **cfg_options) -> Runner:
+    """Build a Runner from ``configs/<config>`` for a one-epoch smoke run.
+
+    Args:
+        config (str): Path relative to ``configs/``.
+        work_dir (Path): Work dir of the run.
+        data_root (str, optional): Overrides every dataloader's
+            ``dataset.data_root``.
+        batch_size (int): Batch size of every dataloader.
+        **cfg_options: Merged into the config (``merge_from_dict``).
+
+    Returns:
+        Runner: Ready to ``train()``, ``val()`` or ``test()``.
+    """
+    cfg = Config.fromfile(REPO / 'configs' / config)
+    for loader in LOADERS:
+        cfg[loader].update(
+            batch_size=batch_size, num_workers=0, persistent_workers=False)
+        if data_root is not None:
+            cfg[loader].dataset.data_root = data_root
+    cfg.train_cfg.update(max_epochs=1, val_interval=1)
+    cfg.param_scheduler = []
+    cfg.default_hooks.logger.interval = 1
+    cfg.default_hooks.checkpoint.update(save_best=None, max_keep_ckpts=1)
+    cfg.work_dir = str(work_dir)
+    cfg.launcher = 'none'
+    cfg.merge_from_dict(cfg_options)
+    # Runner(**cfg) rather than Runner.from_cfg: from_cfg also dumps the
+    # config through yapf, which costs tens of seconds per test on 2 cores.
+    return Runner(
+        model=cfg.model,
+        work_dir=cfg.work_dir,
+        train_dataloader=cfg.train_dataloader,
+        val_dataloader=cfg.val_dataloader,
+        test_dataloader=cfg.test_dataloader,
+        train_cfg=cfg.train_cfg,
+        val_cfg=cfg.val_cfg,
+        test_cfg=cfg.test_cfg,
+        optim_wrapper=cfg.optim_wrapper,
+        param_scheduler=cfg.param_scheduler,
+        val_evaluator=cfg.val_evaluator,
+        test_evaluator=cfg.test_evaluator,
+        default_hooks=cfg.default_hooks,
+        custom_hooks=cfg.get('custom_hooks'),
+        env_cfg=cfg.env_cfg,
+        log_processor=cfg.log_processor,
+        visualizer=cfg.visualizer,
+        default_scope=cfg.default_scope,
+        randomness=cfg.get('randomness', dict(seed=0)),
+        load_from=cfg.get('load_from'),
+        resume=cfg.get('resume', False),
+        launcher='none')
