@@ -1,14 +1,69 @@
-"""Config adjustments shared by ``tools/train.py`` and ``tools/test.py``."""
+"""Command-line pieces shared by ``tools/train.py`` and ``tools/test.py``."""
+import argparse
+import os
+import os.path as osp
+
 import torch
-from mmengine.config import Config
+import torch.distributed as torch_dist
+from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Add mmaction2's ``--work-dir``, ``--cfg-options``, ``--launcher`` and
+    ``--local_rank`` arguments.
+
+    Args:
+        parser (argparse.ArgumentParser): Parser to extend.
+    """
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, xxx=yyy format')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_common(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse, and export ``LOCAL_RANK`` for launchers that pass it as an
+    argument rather than in the environment."""
+    args = parser.parse_args()
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def apply_common_args(cfg: Config, args: argparse.Namespace) -> None:
+    """Set the launcher and the work dir (``./work_dirs/<config name>`` by
+    default, as mmaction2 does).
+
+    Args:
+        cfg (Config): Config, changed in place.
+        args (argparse.Namespace): Parsed arguments with ``config``,
+            ``work_dir`` and ``launcher``.
+    """
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
 
 
 def setup_cfg_for_launch(cfg: Config) -> Config:
     """Make a config runnable on the machine at hand.
 
     - Distributed runs on a machine without CUDA use the gloo backend
-      (NCCL needs GPUs), so ``torchrun ... --launcher pytorch`` works on CPU.
+      (NCCL needs GPUs) and wrap the model in DDP without ``device_ids``
+      (mmengine passes ``device_ids=[LOCAL_RANK]``, which DDP rejects for
+      CPU modules), so ``torchrun ... --launcher pytorch`` works on CPU
+      together with :func:`init_dist_without_cuda`.
     - mmengine's ``AmpOptimWrapper`` needs CUDA (or NPU/MLU); without it
       ``--amp`` falls back to the plain ``OptimWrapper`` with a warning, so
       the same command line is harmless on CPU.
@@ -24,6 +79,14 @@ def setup_cfg_for_launch(cfg: Config) -> Config:
     dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
     if dist_cfg.get('backend', 'nccl') == 'nccl':
         dist_cfg['backend'] = 'gloo'
+    if cfg.get('launcher', 'none') != 'none':
+        wrapper = cfg.get('model_wrapper_cfg', None) or dict(
+            type='MMDistributedDataParallel',
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+        # build_from_cfg lets config keys win over the Runner's defaults.
+        wrapper['device_ids'] = None
+        cfg.model_wrapper_cfg = wrapper
     optim = cfg.get('optim_wrapper', None)
     if optim is not None and optim.get('type') == 'AmpOptimWrapper':
         print_log(
@@ -33,3 +96,30 @@ def setup_cfg_for_launch(cfg: Config) -> Config:
         for key in ('loss_scale', 'dtype', 'use_fsdp'):
             optim.pop(key, None)
     return cfg
+
+
+def init_dist_without_cuda(cfg: Config) -> None:
+    """Start the process group of a ``torchrun`` launch on a CPU machine.
+
+    mmengine's ``init_dist('pytorch')`` calls ``torch.cuda.set_device``
+    unconditionally, which fails without a GPU ("Found no NVIDIA driver").
+    The Runner skips its own initialisation when a process group exists, so
+    on a machine without CUDA we create it here, from the ``RANK``,
+    ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` variables torchrun
+    sets, with the backend of ``env_cfg.dist_cfg`` (gloo after
+    :func:`setup_cfg_for_launch`). With CUDA, or for other launchers,
+    nothing is done and mmengine initialises as usual.
+
+    Args:
+        cfg (Config): The merged config (``launcher`` set).
+    """
+    if (cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available()
+            or not torch_dist.is_available() or torch_dist.is_initialized()):
+        return
+    dist_cfg = dict(cfg.get('env_cfg', {}).get('dist_cfg', {}))
+    backend = dist_cfg.pop('backend', 'gloo')
+    torch_dist.init_process_group(
+        backend=backend,
+        rank=int(os.environ['RANK']),
+        world_size=int(os.environ['WORLD_SIZE']),
+        **dist_cfg)

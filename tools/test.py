@@ -3,23 +3,20 @@
     python tools/test.py CONFIG CHECKPOINT [--dump results.pkl]
 """
 import argparse
-import os
-import os.path as osp
 
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 from mmengine.runner import Runner
 
 import clcr_mm  # noqa: F401  (registers CLCR; patches mmaction2 1.2.0)
-from clcr_mm.tools_utils import setup_cfg_for_launch
+from clcr_mm.tools_utils import (add_common_args, apply_common_args,
+                                  init_dist_without_cuda, parse_common,
+                                  setup_cfg_for_launch)
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Test (and eval) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
-    parser.add_argument(
-        '--work-dir',
-        help='the directory to save the file containing evaluation metrics')
     parser.add_argument(
         '--dump',
         type=str,
@@ -30,31 +27,13 @@ def parse_args() -> argparse.Namespace:
         nargs='+',
         default=None,
         help='modalities treated as missing at test time')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override config settings, xxx=yyy format')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args()
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_common_args(parser)
+    return parse_common(parser)
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Fold the command line into the config."""
-    cfg.launcher = args.launcher
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    apply_common_args(cfg, args)
     cfg.load_from = args.checkpoint
     if args.missing:
         cfg.model.setdefault('test_cfg', {})
@@ -78,6 +57,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 def main() -> None:
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
+    init_dist_without_cuda(cfg)
     runner = Runner.from_cfg(cfg)
     runner.test()
 
