@@ -27,6 +27,7 @@ Problems in the annotations themselves (malformed line, unknown class,
 missing split file) raise :class:`AnnotationError` / ``FileNotFoundError``
 naming the file and line, before any file is probed or written.
 """
+import argparse
 import json
 import os
 import os.path as osp
@@ -751,8 +752,12 @@ def stratified_split(keys: Sequence[str],
 def add_common_args(parser) -> None:
     """Add the options every prepare tool shares.
 
+    They set :func:`build_lists`' ``workers``, ``force_probe`` and
+    ``progress``; :func:`run_cli` passes them on.
+
     Args:
-        parser (argparse.ArgumentParser): The tool's parser.
+        parser (argparse.ArgumentParser): The tool's parser (or one of its
+            argument groups).
     """
     parser.add_argument(
         '--workers',
@@ -767,7 +772,26 @@ def add_common_args(parser) -> None:
         '--no-progress', action='store_true', help='no progress bars')
 
 
-def run_cli(prepare_fn, kwargs: Dict) -> int:
+def make_parser(description: str, default_root: str):
+    """The command line parser of a prepare tool, before its own options.
+
+    It has ``--root`` and, in a group listed after the tool's options, those
+    of :func:`add_common_args`: all that :func:`run_cli` reads.
+
+    Args:
+        description (str): What the tool does, for ``--help``.
+        default_root (str): Default of ``--root`` (``data/<benchmark>``).
+
+    Returns:
+        argparse.ArgumentParser: The parser; the tool adds its options.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument('--root', default=default_root, help='dataset root')
+    add_common_args(parser.add_argument_group('file checks'))
+    return parser
+
+
+def run_cli(prepare_fn, args, **kwargs) -> int:
     """Run a prepare function for a command line tool.
 
     Annotation problems become one ``error: ...`` line on stderr and exit
@@ -775,14 +799,23 @@ def run_cli(prepare_fn, kwargs: Dict) -> int:
 
     Args:
         prepare_fn (callable): The tool's ``prepare`` function; returns the
-            report of :func:`build_lists`.
-        kwargs (dict): Its arguments.
+            report of :func:`build_lists`, to which it passes ``workers``,
+            ``force_probe`` and ``progress``.
+        args (argparse.Namespace): The command line parsed by a
+            :func:`make_parser` parser: gives ``root`` and the options of
+            :func:`add_common_args`.
+        **kwargs: The tool's own arguments of ``prepare_fn``.
 
     Returns:
         int: Exit status.
     """
     try:
-        report = prepare_fn(**kwargs)
+        report = prepare_fn(
+            root=args.root,
+            **kwargs,
+            workers=args.workers,
+            force_probe=args.force_probe,
+            progress=not args.no_progress)
     except (FileNotFoundError, AnnotationError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

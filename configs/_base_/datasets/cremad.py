@@ -16,38 +16,28 @@
 #   audio float32 (1, 1, 301, 128)     log-mel of a 3 s window (OGM-GE uses
 #                                      3 s of CREMA-D audio): random in
 #                                      training, centred in testing; shorter
-#                                      speech is zero-padded. 25 ms window
-#                                      (FFT of 1024 points: with 512, the
-#                                      lowest of 128 mel bands get no FFT
-#                                      bin), 10 ms hop, 128 mel bins.
+#                                      speech is zero-padded; the log-mel
+#                                      of Kinetics-Sounds (25 ms window,
+#                                      10 ms hop, 128 mel bins).
 # Video is decoded with Decord (mmaction2's default backend): PyAV's
 # PyAVInit takes the frame count from the container header, which FLV does
 # not have (it reports 0 frames), and would sample the wrong frames; Decord
 # counts frames from the stream index. The prepare tool and CheckVideo
 # decode the .flv (flv1 codec) with PyAV to find corrupt files.
-dataset_type = 'AudioVisualDataset'
+#
+# Only the paths, the frame count and the audio window differ from
+# Kinetics-Sounds; everything else is inherited from it.
+_base_ = ['./kinetics_sounds.py']
+
 data_root = 'data/cremad'
 
 av_num_frames = 2
-av_crop_size = 224
-av_sample_rate = 16000  # CREMA-D's own rate: no resampling
 av_clip_duration = 3.0
-av_log_mel = dict(
-    type='LogMelSpectrogram',
-    sample_rate=av_sample_rate,
-    n_fft=1024,
-    win_length=400,
-    hop_length=160,
-    n_mels=128,
-    out_key='audio')
-av_pack = dict(
-    type='PackActionInputs',
-    collect_keys=('rgb', 'audio'),
-    algorithm_keys=('modality_mask', ),
-    meta_keys=('img_shape', 'sample_idx', 'filename'))
 
-# mmaction's video transforms run inside mmcv's KeyMapper on their usual
-# `imgs` key; only the frames (as `rgb`) and `img_shape` come out.
+# Kinetics-Sounds' pipelines with the values above: a child config does not
+# re-evaluate its base's pipelines, so they are restated here. The crop
+# size, the 16 kHz audio rate (CREMA-D's own: no resampling), the log-mel
+# and the packing are Kinetics-Sounds'.
 train_pipeline = [
     dict(
         type='KeyMapper',
@@ -61,15 +51,18 @@ train_pipeline = [
             dict(type='RandomResizedCrop'),
             dict(
                 type='Resize',
-                scale=(av_crop_size, av_crop_size),
+                scale=({{_base_.av_crop_size}}, {{_base_.av_crop_size}}),
                 keep_ratio=False),
             dict(type='Flip', flip_ratio=0.5),
             dict(type='FormatShape', input_format='NCTHW'),
         ]),
-    dict(type='LoadAudio', sample_rate=av_sample_rate, on_missing='raise'),
+    dict(
+        type='LoadAudio',
+        sample_rate={{_base_.av_sample_rate}},
+        on_missing='raise'),
     dict(type='AudioClipSample', clip_duration=av_clip_duration),
-    av_log_mel,
-    av_pack,
+    {{_base_.av_log_mel}},
+    {{_base_.av_pack}},
 ]
 val_pipeline = [
     dict(
@@ -85,57 +78,28 @@ val_pipeline = [
                 test_mode=True),
             dict(type='DecordDecode'),
             dict(type='Resize', scale=(-1, 256)),
-            dict(type='CenterCrop', crop_size=av_crop_size),
+            dict(type='CenterCrop', crop_size={{_base_.av_crop_size}}),
             dict(type='FormatShape', input_format='NCTHW'),
         ]),
-    dict(type='LoadAudio', sample_rate=av_sample_rate, on_missing='raise'),
+    dict(
+        type='LoadAudio',
+        sample_rate={{_base_.av_sample_rate}},
+        on_missing='raise'),
     dict(
         type='AudioClipSample',
         clip_duration=av_clip_duration,
         test_mode=True),
-    av_log_mel,
-    av_pack,
+    {{_base_.av_log_mel}},
+    {{_base_.av_pack}},
 ]
 test_pipeline = val_pipeline
 
-av_dataset_common = dict(
-    type=dataset_type,
-    data_root=data_root,
-    data_prefix=dict(video='', audio=''),
-    # Relative to data_root, so overriding data_root moves them too.
-    classes='classes.txt')
-
-# Batch 64 as in the literature (OGM-GE, PMR, MLA); 8 loader processes
-# keep a GPU busy (lower num_workers on small hosts).
+# The base copied its own data_root and pipelines into these: point them at
+# CREMA-D's. Batch 64 and 8 loader processes, as for Kinetics-Sounds.
+av_dataset_common = dict(data_root=data_root)
 train_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        **av_dataset_common,
-        ann_file='train_list.txt',
-        pipeline=train_pipeline))
+    dataset=dict(data_root=data_root, pipeline=train_pipeline))
 val_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        **av_dataset_common,
-        ann_file='val_list.txt',
-        pipeline=val_pipeline,
-        test_mode=True))
+    dataset=dict(data_root=data_root, pipeline=val_pipeline))
 test_dataloader = dict(
-    batch_size=64,
-    num_workers=8,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        **av_dataset_common,
-        ann_file='test_list.txt',
-        pipeline=test_pipeline,
-        test_mode=True))
-
-val_evaluator = dict(type='AccMetric')
-test_evaluator = val_evaluator
+    dataset=dict(data_root=data_root, pipeline=test_pipeline))

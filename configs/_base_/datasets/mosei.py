@@ -1,64 +1,27 @@
 # CMU-MOSEI sentiment regression on the MMSA feature pickles
 # (see tools/data/mmsa/README.md). Text: BERT (768), audio: COVAREP (74),
 # vision: Facet (35). Every modality becomes a (1, L, D) float32 tensor.
-dataset_type = 'MMSAFeatureDataset'
-data_root = 'data/mosei'
-# 'aligned_50.pkl': all modalities word-aligned to 50 steps.
-# For 'unaligned_50.pkl' (audio 500, vision 500 steps) raise mmsa_seq_len
-# below, or set it to None to keep the stored lengths.
-ann_file = 'aligned_50.pkl'
-mmsa_modalities = dict(text='text', audio='audio', vision='vision')
-mmsa_feat_dims = dict(text=768, audio=74, vision=35)
-mmsa_seq_len = dict(text=50, audio=50, vision=50)
-mmsa_keys = tuple(mmsa_modalities)
+# Everything else (aligned_50.pkl, 50 steps per modality, pipeline, loaders,
+# metric) is MOSI's; only the paths, feature widths and the handling of
+# non-finite values differ.
+_base_ = ['./mosi.py']
 
-mmsa_pipeline = [
-    dict(type='PadSequenceFeatures', keys=mmsa_keys, seq_len=mmsa_seq_len),
-    dict(
-        type='PackActionInputs',
-        collect_keys=mmsa_keys,
-        algorithm_keys=('modality_mask', ),
-        meta_keys=('sample_id', 'seq_lengths'))
-]
-train_pipeline = mmsa_pipeline
-val_pipeline = mmsa_pipeline
-test_pipeline = mmsa_pipeline
+data_root = 'data/mosei'
+# For 'unaligned_50.pkl' (audio 500, vision 500 steps) set ann_file and the
+# seq_len of PadSequenceFeatures in all three pipelines: mosi.py builds the
+# pipelines from its own mmsa_seq_len, which is not re-read here.
+mmsa_feat_dims = dict(audio=74, vision=35)  # text: BERT 768, as in MOSI
 
 mmsa_dataset_common = dict(
-    type=dataset_type,
     data_root=data_root,
-    ann_file=ann_file,
-    modalities=mmsa_modalities,
     feat_dims=mmsa_feat_dims,
     # The published MOSEI pickles hold -inf in COVAREP audio; they are
     # replaced by 0 (as MMSA's loader does) and the count is logged. Any
-    # NaN/inf in text or vision still raises.
-    nonfinite=dict(text='error', audio='zero', vision='error'))
-
-train_dataloader = dict(
-    batch_size=32,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=True),
-    dataset=dict(
-        **mmsa_dataset_common, split='train', pipeline=train_pipeline))
-val_dataloader = dict(
-    batch_size=32,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        **mmsa_dataset_common, split='valid', pipeline=val_pipeline,
-        test_mode=True))
-test_dataloader = dict(
-    batch_size=32,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
-    dataset=dict(
-        **mmsa_dataset_common, split='test', pipeline=test_pipeline,
-        test_mode=True))
-
-# Keys: mae, corr, acc2_has0, f1_has0, acc2_non0, f1_non0, acc5, acc7.
-val_evaluator = dict(type='SentimentRegressionMetric')
-test_evaluator = val_evaluator
+    # NaN/inf in text or vision still raises. (_delete_: MOSI's value is
+    # the string 'error', which a dict cannot merge into.)
+    nonfinite=dict(_delete_=True, text='error', audio='zero', vision='error'))
+# mosi.py copied its own values into the loaders' datasets: point them at
+# MOSEI too.
+train_dataloader = dict(dataset=mmsa_dataset_common)
+val_dataloader = dict(dataset=mmsa_dataset_common)
+test_dataloader = dict(dataset=mmsa_dataset_common)

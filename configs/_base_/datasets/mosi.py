@@ -47,14 +47,11 @@ val_dataloader = dict(
     dataset=dict(
         **mmsa_dataset_common, split='valid', pipeline=val_pipeline,
         test_mode=True))
+# The validation loader on the test split.
 test_dataloader = dict(
-    batch_size=32,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    val_dataloader,
     dataset=dict(
-        **mmsa_dataset_common, split='test', pipeline=test_pipeline,
-        test_mode=True))
+        val_dataloader['dataset'], split='test', pipeline=test_pipeline))
 
 # Keys: mae, corr, acc2_has0, f1_has0, acc2_non0, f1_non0, acc5, acc7.
 val_evaluator = dict(type='SentimentRegressionMetric')

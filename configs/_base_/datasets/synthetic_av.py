@@ -5,14 +5,17 @@
 #   python tools/data/synthetic_av/generate.py --out-dir data/synthetic_av
 # Inputs per sample: rgb (1, 3, 8, 56, 56) uint8, audio (1, 1, 101, 64)
 # float32 log-mel.
+# kinetics_sounds.py (and through it ave.py and cremad.py) inherits the
+# loader layout from this file: dataset type, list files, classes.txt,
+# av_pack, sampler, metric. Clip settings and pipelines are set there.
 dataset_type = 'AudioVisualDataset'
 data_root = 'data/synthetic_av'
 
-# 8 frames, every 2nd of the 16: the whole 2 s clip at 4 fps, so the fast
-# beat (2 Hz) alternates bright/dim frame by frame and the slow one (1 Hz)
-# every two frames.
-av_sample_frames = dict(
-    type='SampleFrames', clip_len=8, frame_interval=2, num_clips=1)
+# 8 frames, every 2nd of the 16 (frame_interval=2 below): the whole 2 s
+# clip at 4 fps, so the fast beat (2 Hz) alternates bright/dim frame by
+# frame and the slow one (1 Hz) every two frames.
+av_num_frames = 8
+av_crop_size = 56  # crops of the 64x64 frames
 av_sample_rate = 16000
 # 1.6 s windows of the 2 s audio (random in training, centred in testing):
 # at least one full beat cycle of either rhythm.
@@ -41,9 +44,13 @@ train_pipeline = [
         transforms=[
             dict(type='CheckVideo'),  # names the file if it is corrupt
             dict(type='PyAVInit'),
-            dict(**av_sample_frames),
+            dict(
+                type='SampleFrames',
+                clip_len=av_num_frames,
+                frame_interval=2,
+                num_clips=1),
             dict(type='PyAVDecode'),
-            dict(type='RandomCrop', size=56),
+            dict(type='RandomCrop', size=av_crop_size),
             dict(type='Flip', flip_ratio=0.5),
             dict(type='FormatShape', input_format='NCTHW'),
         ]),
@@ -59,9 +66,14 @@ val_pipeline = [
         transforms=[
             dict(type='CheckVideo'),
             dict(type='PyAVInit'),
-            dict(**av_sample_frames, test_mode=True),
+            dict(
+                type='SampleFrames',
+                clip_len=av_num_frames,
+                frame_interval=2,
+                num_clips=1,
+                test_mode=True),
             dict(type='PyAVDecode'),
-            dict(type='CenterCrop', crop_size=56),
+            dict(type='CenterCrop', crop_size=av_crop_size),
             dict(type='FormatShape', input_format='NCTHW'),
         ]),
     dict(type='LoadAudio', sample_rate=av_sample_rate, on_missing='raise'),
@@ -100,16 +112,13 @@ val_dataloader = dict(
         ann_file='val_list.txt',
         pipeline=val_pipeline,
         test_mode=True))
+# The validation loader on the test list.
 test_dataloader = dict(
-    batch_size=16,
-    num_workers=2,
-    persistent_workers=True,
-    sampler=dict(type='DefaultSampler', shuffle=False),
+    val_dataloader,
     dataset=dict(
-        **av_dataset_common,
+        val_dataloader['dataset'],
         ann_file='test_list.txt',
-        pipeline=test_pipeline,
-        test_mode=True))
+        pipeline=test_pipeline))
 
 val_evaluator = dict(type='AccMetric')
 test_evaluator = val_evaluator

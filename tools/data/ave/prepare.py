@@ -99,9 +99,7 @@ def read_ave_file(path: str) -> List[AVERow]:
 def prepare(root: str,
             ann_dir: Optional[str] = None,
             video_dir: Optional[str] = None,
-            workers: int = 1,
-            force_probe: bool = False,
-            progress: bool = True) -> Dict:
+            **probe_options) -> Dict:
     """Build the AVE lists.
 
     Args:
@@ -109,9 +107,8 @@ def prepare(root: str,
         ann_dir (str, optional): Folder of ``Annotations.txt`` and the
             split files; ``root``.
         video_dir (str, optional): Folder of the mp4s; ``<root>/AVE``.
-        workers (int): Probe worker processes.
-        force_probe (bool): Ignore the probe cache.
-        progress (bool): Show progress bars.
+        **probe_options: ``workers``, ``force_probe`` and ``progress`` of
+            :func:`clcr_mm.datasets.av_prepare.build_lists`.
 
     Returns:
         dict: The report of :func:`clcr_mm.datasets.av_prepare.build_lists`.
@@ -163,40 +160,24 @@ def prepare(root: str,
         task='video-level classification (event segments not used)',
         audio='audio track of the video')
     return avp.build_lists(
-        root,
-        'ave',
-        classes,
-        entries,
-        workers=workers,
-        force_probe=force_probe,
-        progress=progress,
-        settings=settings)
+        root, 'ave', classes, entries, settings=settings, **probe_options)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='AVE preparation: classes from Annotations.txt, the '
-        'official train/val/test split, file checks, clcr_mm lists.')
-    parser.add_argument('--root', default='data/ave', help='dataset root')
+    parser = avp.make_parser(
+        'AVE preparation: classes from Annotations.txt, the official '
+        'train/val/test split, file checks, clcr_mm lists.', 'data/ave')
     parser.add_argument(
         '--ann-dir', help='folder of Annotations.txt and {train,val,test}'
         'Set.txt (default: <root>)')
     parser.add_argument('--video-dir', help='mp4 folder (default: <root>/AVE)')
-    avp.add_common_args(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     return avp.run_cli(
-        prepare,
-        dict(
-            root=args.root,
-            ann_dir=args.ann_dir,
-            video_dir=args.video_dir,
-            workers=args.workers,
-            force_probe=args.force_probe,
-            progress=not args.no_progress))
+        prepare, args, ann_dir=args.ann_dir, video_dir=args.video_dir)
 
 
 if __name__ == '__main__':

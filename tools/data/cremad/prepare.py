@@ -167,9 +167,7 @@ def prepare(root: str,
             val_fraction: float = 0.0,
             seed: int = 0,
             stratify: bool = True,
-            workers: int = 1,
-            force_probe: bool = False,
-            progress: bool = True) -> Dict:
+            **probe_options) -> Dict:
     """Build the CREMA-D lists.
 
     Args:
@@ -186,9 +184,8 @@ def prepare(root: str,
             validation; 0 makes val = test.
         seed (int): Seed of the random split.
         stratify (bool): Stratify the random split by emotion.
-        workers (int): Probe worker processes.
-        force_probe (bool): Ignore the probe cache.
-        progress (bool): Show progress bars.
+        **probe_options: ``workers``, ``force_probe`` and ``progress`` of
+            :func:`clcr_mm.datasets.av_prepare.build_lists`.
 
     Returns:
         dict: The report of :func:`clcr_mm.datasets.av_prepare.build_lists`.
@@ -268,21 +265,13 @@ def prepare(root: str,
         seed=None if train_list else seed,
         stratified_by_emotion=None if train_list else stratify)
     return avp.build_lists(
-        root,
-        'cremad',
-        EMOTIONS,
-        entries,
-        workers=workers,
-        force_probe=force_probe,
-        progress=progress,
-        settings=settings)
+        root, 'cremad', EMOTIONS, entries, settings=settings, **probe_options)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='CREMA-D preparation: labels from the file names, a '
-        'seeded (or user-given) split, file checks, clcr_mm lists.')
-    parser.add_argument('--root', default='data/cremad', help='dataset root')
+    parser = avp.make_parser(
+        'CREMA-D preparation: labels from the file names, a seeded (or '
+        'user-given) split, file checks, clcr_mm lists.', 'data/cremad')
     parser.add_argument('--audio-dir', help='default: <root>/AudioWAV')
     parser.add_argument('--video-dir', help='default: <root>/VideoFlash')
     parser.add_argument(
@@ -309,7 +298,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--no-stratify',
         action='store_true',
         help='plain random split, not stratified by emotion')
-    avp.add_common_args(parser)
     return parser.parse_args(argv)
 
 
@@ -317,20 +305,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     return avp.run_cli(
         prepare,
-        dict(
-            root=args.root,
-            audio_dir=args.audio_dir,
-            video_dir=args.video_dir,
-            train_list=args.train_list,
-            test_list=args.test_list,
-            val_list=args.val_list,
-            test_fraction=args.test_fraction,
-            val_fraction=args.val_fraction,
-            seed=args.seed,
-            stratify=not args.no_stratify,
-            workers=args.workers,
-            force_probe=args.force_probe,
-            progress=not args.no_progress))
+        args,
+        audio_dir=args.audio_dir,
+        video_dir=args.video_dir,
+        train_list=args.train_list,
+        test_list=args.test_list,
+        val_list=args.val_list,
+        test_fraction=args.test_fraction,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        stratify=not args.no_stratify)
 
 
 if __name__ == '__main__':

@@ -219,9 +219,7 @@ def prepare(root: str,
             classes_file: str = DEFAULT_CLASSES,
             splits: Sequence[str] = avp.SPLITS,
             csv_files: Optional[Dict[str, str]] = None,
-            workers: int = 1,
-            force_probe: bool = False,
-            progress: bool = True) -> Dict:
+            **probe_options) -> Dict:
     """Build the Kinetics-Sounds lists from Kinetics-400 CSVs and clips.
 
     Args:
@@ -232,9 +230,8 @@ def prepare(root: str,
         splits (Sequence[str]): Splits to build.
         csv_files (dict[str, str], optional): Explicit CSV per split,
             overriding the search in ``ann_dir``.
-        workers (int): Probe worker processes.
-        force_probe (bool): Ignore the probe cache.
-        progress (bool): Show progress bars.
+        **probe_options: ``workers``, ``force_probe`` and ``progress`` of
+            :func:`clcr_mm.datasets.av_prepare.build_lists`.
 
     Returns:
         dict: The report of :func:`clcr_mm.datasets.av_prepare.build_lists`.
@@ -300,19 +297,15 @@ def prepare(root: str,
         'kinetics_sounds',
         classes,
         entries,
-        workers=workers,
-        force_probe=force_probe,
-        progress=progress,
-        settings=settings)
+        settings=settings,
+        **probe_options)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Kinetics-Sounds preparation: select the classes from '
-        'the Kinetics-400 CSVs, find and check the downloaded clips, write '
-        'the clcr_mm lists.')
-    parser.add_argument(
-        '--root', default='data/kinetics_sounds', help='dataset root')
+    parser = avp.make_parser(
+        'Kinetics-Sounds preparation: select the classes from the '
+        'Kinetics-400 CSVs, find and check the downloaded clips, write the '
+        'clcr_mm lists.', 'data/kinetics_sounds')
     parser.add_argument(
         '--ann-dir', help='Kinetics CSV directory (default: <root>/'
         'annotations)')
@@ -333,7 +326,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         parser.add_argument(
             f'--{split}-csv', help=f'annotation CSV of the {split} split '
             f'(default: found in the annotation directory)')
-    avp.add_common_args(parser)
     return parser.parse_args(argv)
 
 
@@ -345,16 +337,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     }
     return avp.run_cli(
         prepare,
-        dict(
-            root=args.root,
-            ann_dir=args.ann_dir,
-            video_dir=args.video_dir,
-            classes_file=args.classes,
-            splits=args.splits,
-            csv_files=csv_files,
-            workers=args.workers,
-            force_probe=args.force_probe,
-            progress=not args.no_progress))
+        args,
+        ann_dir=args.ann_dir,
+        video_dir=args.video_dir,
+        classes_file=args.classes,
+        splits=args.splits,
+        csv_files=csv_files)
 
 
 if __name__ == '__main__':

@@ -34,6 +34,8 @@ import sys
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from clcr_mm.datasets.av_prepare import AnnotationError, read_lines
+
 RGB_PREFIX = 'img_'
 FLOW_X_PREFIX = 'flow_x_'
 FLOW_Y_PREFIX = 'flow_y_'
@@ -41,38 +43,16 @@ ON_MISSING = ('error', 'skip')
 LIST_TMPL = 'ucf101_{subset}_split_{split}_rawframes.txt'
 
 
-class SplitFileError(ValueError):
-    """A problem in an annotation file, located by file and line."""
+class SplitFileError(AnnotationError):
+    """A problem in a UCF101 annotation file, located by file and line.
 
-    def __init__(self,
-                 path: str,
-                 problem: str,
-                 lineno: Optional[int] = None,
-                 line: Optional[str] = None) -> None:
-        where = path if lineno is None else f'{path}:{lineno}'
-        msg = f'{where}: {problem}'
-        if line is not None:
-            msg += f' (line: {line!r})'
-        super().__init__(msg)
-        self.path = path
-        self.lineno = lineno
+    The audio-visual tools' :class:`AnnotationError` under this tool's own
+    name (a ``ValueError``, message ``'<file>:<line>: <problem>'``).
+    """
 
 
 class MissingClipError(FileNotFoundError):
     """Clips listed in a split file have no (complete) rawframes."""
-
-
-def _read_lines(path: str) -> List[Tuple[int, str]]:
-    """Non-blank stripped lines of ``path`` with 1-based line numbers.
-
-    The official files have CRLF line ends and a trailing blank line;
-    ``strip`` handles both.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'split file not found: {path}')
-    with open(path, encoding='utf-8') as f:
-        return [(i, line.strip()) for i, line in enumerate(f, 1)
-                if line.strip()]
 
 
 def read_class_index(path: str) -> Dict[str, int]:
@@ -91,7 +71,7 @@ def read_class_index(path: str) -> Dict[str, int]:
     """
     mapping: Dict[str, int] = {}
     seen_idx: Dict[int, int] = {}
-    for lineno, line in _read_lines(path):
+    for lineno, line in read_lines(path, 'split file'):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise SplitFileError(path,
@@ -138,7 +118,7 @@ def read_split_file(path: str,
     """
     entries = []
     seen: Dict[str, int] = {}
-    for lineno, line in _read_lines(path):
+    for lineno, line in read_lines(path, 'split file'):
         parts = line.split()
         n_expected = (2, ) if with_label else (1, 2)
         if len(parts) not in n_expected:
