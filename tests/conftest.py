@@ -12,7 +12,12 @@ import clcr_mm  # noqa: F401
 def clcr_scope():
     init_default_scope('clcr_mm')
     torch.manual_seed(0)
+    # Tiny models gain nothing from intra-op threads, and on a busy 2-core
+    # machine the threads contend: one thread keeps the suite fast.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
 
 
 def sequence_encoder(in_channels: int, grids=((8, 1, 1), (4, 1, 1),

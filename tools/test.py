@@ -10,7 +10,7 @@ from mmengine.runner import Runner
 import clcr_mm  # noqa: F401  (registers CLCR; patches mmaction2 1.2.0)
 from clcr_mm.tools_utils import (add_common_args, apply_common_args,
                                   init_dist_without_cuda, parse_common,
-                                  setup_cfg_for_launch)
+                                  setup_cfg_for_launch, without_yapf)
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,7 +56,7 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
 
 def main() -> None:
     args = parse_args()
-    cfg = merge_args(Config.fromfile(args.config), args)
+    cfg = without_yapf(merge_args(Config.fromfile(args.config), args))
     init_dist_without_cuda(cfg)
     runner = Runner.from_cfg(cfg)
     runner.test()

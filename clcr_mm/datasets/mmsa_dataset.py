@@ -391,11 +391,15 @@ class MMSAFeatureDataset(BaseDataset):
         """
         info = super().get_data_info(idx)
         row = info['row']
+        # ModalityMaskCounterHook counts these repairs per epoch.
+        info['zero_filled'] = {}
         for name in self.modalities:
             feat = np.array(self._store.features[name][row], dtype=np.float32)
-            if row in self._store.bad_rows[name]:
+            repaired = row in self._store.bad_rows[name]
+            if repaired:
                 feat[~np.isfinite(feat)] = 0.
             info[name] = feat
+            info['zero_filled'][name] = repaired
         info['label'] = torch.tensor([info['label']], dtype=torch.float32)
         info['split'] = self.split
         info['filename'] = self.ann_file

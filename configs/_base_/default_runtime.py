@@ -11,9 +11,17 @@ default_hooks = dict(
     sampler_seed=dict(type='DistSamplerSeedHook'),
     sync_buffers=dict(type='SyncBuffersHook'))
 
-# Stops the run with the iteration and the loss term responsible when any
-# logged loss becomes NaN/inf.
-custom_hooks = [dict(type='NonFiniteLossHook')]
+# NonFiniteLossHook stops the run with the iteration and the loss term
+# responsible when any logged loss becomes NaN/inf. ModalityMaskCounterHook
+# logs, per train/val/test epoch, how many samples had each modality missing
+# (zero-filled, modality_mask False). ReseedHook reseeds the RNGs from
+# (seed, epoch, iter), so `tools/train.py --resume` repeats the
+# uninterrupted run exactly (mmengine does not checkpoint RNG states).
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),
+    dict(type='ModalityMaskCounterHook'),
+    dict(type='ReseedHook'),
+]
 
 env_cfg = dict(
     cudnn_benchmark=False,

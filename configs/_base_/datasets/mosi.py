@@ -18,7 +18,7 @@ mmsa_pipeline = [
         type='PackActionInputs',
         collect_keys=mmsa_keys,
         algorithm_keys=('modality_mask', ),
-        meta_keys=('sample_id', 'seq_lengths'))
+        meta_keys=('sample_id', 'seq_lengths', 'zero_filled'))
 ]
 train_pipeline = mmsa_pipeline
 val_pipeline = mmsa_pipeline
