@@ -222,7 +222,8 @@ def load_pretrained(module: nn.Module, filename: str, prefix: str,
 
     Works with a plain backbone state dict (``prefix=''``), with an mmengine
     checkpoint of a whole mmaction2 recognizer (``prefix='backbone.'``), and
-    with a CLCR checkpoint (``prefix='backbone.encoders.<modality>.backbone.'``).
+    with a CLCR checkpoint
+    (``prefix='backbone.encoders.<modality>.backbone.'``).
     Only the keys under ``prefix`` are used, so the recognizer's head and
     other parts of the checkpoint are ignored; every backbone weight must be
     found there with the right shape. Nothing is downloaded.
@@ -275,7 +276,8 @@ def load_pretrained(module: nn.Module, filename: str, prefix: str,
     if missing or unexpected or mismatched:
         problems = []
         if missing:
-            problems.append(f'missing in checkpoint: {_describe_keys(missing)}')
+            problems.append('missing in checkpoint: '
+                            f'{_describe_keys(missing)}')
         if unexpected:
             problems.append('not in the backbone: '
                             f'{_describe_keys(unexpected)}')

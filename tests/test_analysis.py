@@ -1,0 +1,298 @@
+"""Tests of tools/analysis: complexity, robustness, representation and the
+ablation runner, on a tiny synthetic AV set and a checkpoint trained here
+(one short epoch through mmengine's Runner)."""
+import glob
+import json
+import math
+import os.path as osp
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.runner import load_checkpoint
+from runner_utils import tiny_runner
+from tool_loader import load_tool
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = str(REPO / 'configs' / 'clcr_synthetic_av.py')
+
+complexity = load_tool('analysis/complexity.py')
+robustness = load_tool('analysis/robustness.py')
+representation = load_tool('analysis/representation.py')
+ablation_runner = load_tool('analysis/ablation_runner.py')
+generate = load_tool('data/synthetic_av/generate.py')
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """A tiny synthetic AV set and a CLCR checkpoint trained on it for one
+    epoch, laid out like an ablation-runner run (ROOT/clcr/seed0), with
+    TensorBoard events written beside mmengine's scalars."""
+    tmp = tmp_path_factory.mktemp('analysis')
+    data_root = tmp / 'synthetic_av'
+    generate.generate(str(data_root), seed=0, workers=1, progress=False,
+                      num_train=8, num_val=4, num_test=4)
+    work_dir = tmp / 'runs' / 'clcr' / 'seed0'
+    runner = tiny_runner(
+        'clcr_synthetic_av.py',
+        work_dir,
+        data_root=str(data_root),
+        batch_size=4,
+        **{
+            'default_hooks.checkpoint.save_best': 'auto',
+            'visualizer.vis_backends': [
+                dict(type='LocalVisBackend'),
+                dict(type='TensorboardVisBackend')
+            ],
+        })
+    runner.train()
+    best = glob.glob(str(work_dir / 'best_*.pth'))
+    assert best, 'save_best wrote no best checkpoint'
+    return dict(tmp=tmp, data_root=str(data_root), work_dir=work_dir,
+                checkpoint=best[0])
+
+
+def common_args(trained):
+    return ['--data-root', trained['data_root'], '--batch-size', '2',
+            '--num-workers', '0']
+
+
+# ----------------------------------------------------------------------
+# complexity
+# ----------------------------------------------------------------------
+def test_complexity_parts_add_up_and_backends_agree(tmp_path):
+    out = tmp_path / 'complexity.json'
+    res = complexity.main([CONFIG, '--out', str(out)])
+    assert res['backend'] == 'mmengine'
+    assert json.loads(out.read_text())['total'] == res['total']
+    parts = res['parts']
+    for name in ('encoder.rgb', 'encoder.audio', 'intra_ced.shallow',
+                 'intra_ced.mid', 'intra_ced.deep', 'inter_cad', 'head'):
+        assert parts[name]['params'] > 0 and parts[name]['flops'] > 0, name
+    assert sum(p['params'] for p in parts.values()) == res['total']['params']
+    assert sum(p['flops'] for p in parts.values()) == res['total']['flops']
+    # the head is one Linear(128, 8): 128 * 8 multiply-adds per sample
+    assert parts['head']['flops'] == 128 * 8
+    # attention is counted (the registered SDPA handle): mmengine and
+    # torch.utils.flop_counter agree up to what only mmengine counts
+    shapes = {k: tuple(v) for k, v in res['shapes'].items()}
+    model = complexity.MODELS.build(Config.fromfile(CONFIG).model)
+    torch_res = complexity.analyse(model, shapes, backend='torch')
+    assert torch_res['backend'] == 'torch'
+    assert torch_res['parts']['head']['flops'] == 128 * 8
+    for level in ('shallow', 'mid', 'deep'):
+        a = parts[f'intra_ced.{level}']['flops']
+        b = torch_res['parts'][f'intra_ced.{level}']['flops']
+        # mmengine also counts LayerNorm / GELU; matmuls + SDPA agree
+        assert b <= a <= 1.25 * b, (level, a, b)
+    # fewer frames -> fewer rgb encoder FLOPs, same parameters
+    small = complexity.analyse(model, dict(shapes, rgb=(3, 4, 56, 56)),
+                               backend='torch')
+    assert small['parts']['encoder.rgb']['params'] == \
+        parts['encoder.rgb']['params']
+    assert small['parts']['encoder.rgb']['flops'] < \
+        torch_res['parts']['encoder.rgb']['flops']
+    assert small['parts']['encoder.audio']['flops'] == \
+        torch_res['parts']['encoder.audio']['flops']
+
+
+def test_complexity_needs_shapes_for_unknown_configs(tmp_path):
+    cfg = Config.fromfile(CONFIG)
+    with pytest.raises(ValueError, match='no input shape'):
+        complexity.input_shapes(cfg, 'my_model.py', [])
+    with pytest.raises(ValueError, match='unknown preset'):
+        complexity.input_shapes(cfg, 'x.py', ['nonsense'])
+
+
+# ----------------------------------------------------------------------
+# robustness
+# ----------------------------------------------------------------------
+def test_robustness_consistent_with_runner_test(trained, tmp_path):
+    out_dir = tmp_path / 'rob'
+    payload = robustness.main([
+        CONFIG, trained['checkpoint'], '--sigmas', '0', '3', '--out-dir',
+        str(out_dir), *common_args(trained)
+    ])
+    for name in ('robustness.json', 'robustness.md', 'robustness.png'):
+        assert (out_dir / name).stat().st_size > 0, name
+    model = payload['models'][0]
+    conds, key = model['conditions'], model['metric']
+    assert key == 'acc/top1' and model['num_samples'] == 4
+    clean = conds['clean']['metrics']
+    # sigma = 0 is exactly the clean input
+    for m in ('rgb', 'audio'):
+        assert conds[f'noise:{m}@0']['metrics'] == clean
+    # the same numbers as mmengine's own test loop, with and without the
+    # model's missing-modality path
+    for missing in ((), ('audio', )):
+        runner = tiny_runner(
+            'clcr_synthetic_av.py', tmp_path / f'test_{len(missing)}',
+            data_root=trained['data_root'], batch_size=2,
+            **{'model.test_cfg.missing_modalities': missing,
+               'load_from': trained['checkpoint']})
+        metrics = runner.test()
+        name = f'missing:{missing[0]}' if missing else 'clean'
+        assert math.isclose(metrics[key], conds[name]['metrics'][key]), name
+    assert '| clcr_synthetic_av |' in (out_dir / 'robustness.md').read_text()
+
+
+def test_robustness_noise_changes_predictions(trained):
+    """Strong noise must reach the model: the predicted scores change."""
+    from mmaction.structures import ActionDataSample  # noqa: F401
+    cfg = robustness.au.load_config(CONFIG, None, trained['data_root'], 2, 0)
+    model = robustness.au.build_model(cfg, trained['checkpoint'])
+    loader = robustness.au.build_test_loader(cfg)
+    batch = next(iter(loader))
+    data = model.data_preprocessor(batch, False)
+    with torch.no_grad():
+        clean = model(data['inputs'], data['data_samples'], mode='tensor')
+        noisy = dict(data['inputs'])
+        noisy['audio'] = noisy['audio'] + 10 * torch.randn_like(
+            noisy['audio'])
+        perturbed = model(noisy, data['data_samples'], mode='tensor')
+    assert not torch.allclose(clean, perturbed)
+    conds = robustness.conditions(('rgb', 'audio'), ['audio'], [0, 1], True)
+    names = [c['name'] for c in conds]
+    assert names == ['clean', 'noise:audio@0', 'noise:audio@1',
+                     'missing:rgb', 'missing:audio']
+    # a unimodal model has no missing-modality condition
+    assert [c['kind'] for c in robustness.conditions(('rgb', ), None, [0],
+                                                     True)] == [
+                                                         'clean', 'noise'
+                                                     ]
+
+
+# ----------------------------------------------------------------------
+# representation
+# ----------------------------------------------------------------------
+@pytest.mark.parametrize('kind', ['ridge', 'logistic'])
+def test_probe_fits_separable_and_not_noise(kind):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 6, generator=gen)
+    y = (x[:, 2] > 0).long()
+    probe = representation.fit_probe(x[:100], y[:100], 2, kind=kind)
+    acc = (representation.predict(probe, x[100:]) == y[100:]).float().mean()
+    assert acc > 0.9
+    y_rand = torch.randint(0, 2, (200, ), generator=gen)
+    probe = representation.fit_probe(x[:100], y_rand[:100], 2, kind=kind)
+    acc = (representation.predict(probe, x[100:]) ==
+           y_rand[100:]).float().mean()
+    assert acc < 0.75
+    # three classes, each a direction
+    y3 = x[:, :3].argmax(1)
+    probe = representation.fit_probe(x[:150], y3[:150], 3, kind=kind)
+    assert (representation.predict(probe, x[150:]) ==
+            y3[150:]).float().mean() > 0.8
+
+
+def test_representation_outputs_consistent(trained, tmp_path):
+    out_dir = tmp_path / 'rep'
+    summary = representation.main([
+        CONFIG, trained['checkpoint'], '--out-dir', str(out_dir),
+        *common_args(trained)
+    ])
+    for name in ('representation.json', 'representation.md',
+                 'representation_probes.png', 'representation_gates.png',
+                 'representation_similarity.png'):
+        assert (out_dir / name).stat().st_size > 0, name
+    assert summary['num_fit'] == 8 and summary['num_eval'] == 4
+    probes = summary['probes']
+    # targets: the label and every factor of factors.json
+    assert {'label', 'rhythm', 'colour', 'chirp'} <= set(probes['targets'])
+    assert 'rgb.private.all' in probes['accuracy']
+    for accs in probes['accuracy'].values():
+        assert all(0.0 <= a <= 1.0 for a in accs.values())
+    # budgets: k = ceil(rho * N) (at least 1), as in IntraCED
+    assert len(summary['budgets']) == 6
+    for b in summary['budgets'].values():
+        assert b['k'] == max(1, min(b['tokens'],
+                                    math.ceil(b['rho'] * b['tokens'] -
+                                              1e-6))), b
+    # per class: counts add up; alpha is a distribution; gates in [0, 1]
+    per_class = summary['per_class']
+    assert sum(e['count'] for e in per_class.values()) == 4
+    for e in per_class.values():
+        assert math.isclose(sum(e['level_weights'].values()), 1.0,
+                            rel_tol=1e-5)
+        for gates in e['private_gates'].values():
+            assert all(0.0 <= g <= 1.0 for g in gates.values())
+    sim = summary['similarity']['shared_private_abs_cos']
+    assert all(0.0 <= v <= 1.0 for lv in sim.values() for v in lv.values())
+    # pooled features match the model's own extract_feat on one sample
+    cfg = representation.au.load_config(CONFIG, None, trained['data_root'],
+                                        2, 0)
+    model = representation.au.build_model(cfg, trained['checkpoint'])
+    loader = representation.au.build_test_loader(cfg)
+    data = representation.collect(model, loader, None)
+    batch = model.data_preprocessor(next(iter(loader)), False)
+    with torch.no_grad():
+        out = model.extract_feat(batch['inputs'], batch['data_samples'])
+    expected = out['intra']['mid']['private']['audio'].mean(1)
+    assert torch.allclose(data['feats']['audio.private.mid'][:2], expected,
+                          atol=1e-6)
+    assert data['ids'][:2] == ['test_00000', 'test_00001']
+
+
+# ----------------------------------------------------------------------
+# ablation runner and TensorBoard
+# ----------------------------------------------------------------------
+def test_ablation_runner_collects_and_skips_finished(trained, tmp_path):
+    root = trained['work_dir'].parent.parent  # .../runs
+    history = ablation_runner.read_val_history(str(trained['work_dir']),
+                                               'acc/top1')
+    assert [e for e, _ in history] == [1]
+    payload = ablation_runner.main([
+        '--runs', 'clcr', '--seeds', '0', '--epochs', '1', '--root',
+        str(root), '--out-dir', str(tmp_path)
+    ])
+    row = payload['rows'][0]
+    assert row['name'] == 'clcr' and row['values'] == [history[0][1]]
+    assert math.isnan(row['std'])
+    for name in ('ablations.md', 'ablations.json', 'ablations.png'):
+        assert (tmp_path / name).stat().st_size > 0
+    assert f'{100 * history[0][1]:.1f}' in (tmp_path /
+                                            'ablations.md').read_text()
+    # unfinished work (seed 1, more epochs) is only planned, not counted
+    opts = ablation_runner.train_command('configs/clcr_synthetic_av.py',
+                                         str(tmp_path / 'new'), 1,
+                                         ablation_runner.parse_args(
+                                             ['--epochs', '3']))
+    assert 'train_cfg.max_epochs=3' in opts
+    assert 'param_scheduler.1.T_max=2' in opts
+    assert 'randomness.seed=1' in opts and '--resume' not in opts
+    # per-run options go to that run only
+    args = ablation_runner.parse_args(
+        ['--run-options', 'rgb_only', 'a.b=1', 'c=2'])
+    assert ablation_runner.train_command('x.py', 'wd', 0, args,
+                                         'rgb_only')[-2:] == ['a.b=1', 'c=2']
+    assert 'a.b=1' not in ablation_runner.train_command(
+        'x.py', 'wd', 0, args, 'concat')
+    assert ablation_runner.run_result(str(trained['work_dir']), 'acc/top1',
+                                      5) is None
+    # a run claimed by a live runner is not claimed twice; a stale lock is
+    lock = ablation_runner.acquire_lock(str(tmp_path))
+    assert lock and ablation_runner.acquire_lock(str(tmp_path)) is None
+    with open(lock, 'w') as f:
+        f.write('999999999')  # no such process
+    assert ablation_runner.acquire_lock(str(tmp_path)) == lock
+    names = ablation_runner.default_runs('clcr_synthetic_av')
+    assert names[:5] == ['clcr', 'late_fusion', 'concat', 'rgb_only',
+                         'audio_only']
+    assert 'wo_budget' in names
+    assert ablation_runner.mean_std([0.5, 0.7])[1] == pytest.approx(
+        0.1414213, rel=1e-5)
+
+
+def test_tensorboard_backend_writes_loss_terms(trained):
+    events = glob.glob(
+        str(trained['work_dir'] / '*' / 'vis_data' / 'events.out.tfevents*'))
+    assert events, 'TensorboardVisBackend wrote no event file'
+    from tensorboard.backend.event_processing.event_accumulator import \
+        EventAccumulator
+    acc = EventAccumulator(osp.dirname(events[0]))
+    acc.Reload()
+    tags = set(acc.Tags()['scalars'])
+    assert {'loss', 'loss_cls', 'loss_sep', 'loss_cross',
+            'loss_budget'} <= tags
+    assert 'acc/top1' in tags

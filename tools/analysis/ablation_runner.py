@@ -1,0 +1,411 @@
+"""Train CLCR, its ablations and the baselines over several seeds on one
+benchmark and compare their best validation accuracy.
+
+    python tools/analysis/ablation_runner.py                     # defaults
+    python tools/analysis/ablation_runner.py --epochs 3 --seeds 0 1 \\
+        --runs clcr late_fusion concat rgb_only audio_only \\
+        --root work_dirs/ablations --out-dir docs/results
+    python tools/analysis/ablation_runner.py --collect-only      # table only
+
+Each run is ``python tools/train.py CONFIG --work-dir ROOT/NAME/seedS
+--cfg-options train_cfg.max_epochs=E randomness.seed=S ...`` in a
+subprocess, one after the other (mmengine's Runner does all the training;
+``--epochs`` also shortens the cosine schedule so it still ends at
+``eta_min``). A run is skipped when its work dir already holds a finished
+result (``runner_result.json`` with the same epochs, or a best checkpoint
+and validation at the last epoch); an interrupted run resumes from its last
+checkpoint. The best validation metric (default ``acc/top1``) of every run
+is read from mmengine's ``vis_data/scalars.json``.
+
+Outputs in ``--out-dir``: ``ablations.md`` (mean ± std over seeds, with the
+per-seed values), ``ablations.json`` and ``ablations.png`` (bar chart with
+the seeds as dots).
+
+Run names: ``clcr``, the baselines ``late_fusion``, ``concat``,
+``rgb_only``, ``audio_only`` and every ``configs/ablations/*`` file as
+``wo_<what>`` (``--benchmark`` sets the config prefix, default
+``clcr_synthetic_av``), or ``NAME=CONFIG`` for any other config.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import analysis_utils as au  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+BASELINES = ('late_fusion', 'concat', 'rgb_only', 'audio_only')
+# Human-readable groups for the table.
+GROUPS = dict(clcr='CLCR (full)', late_fusion='baseline',
+              concat='baseline', rgb_only='unimodal', audio_only='unimodal')
+
+
+def group(name: str) -> str:
+    if name in GROUPS:
+        return GROUPS[name]
+    if name.startswith('wo_'):
+        return 'ablation'
+    return 'CLCR variant' if name.startswith('clcr') else 'other'
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Train CLCR, ablations and baselines over seeds; '
+        'compare best validation accuracy')
+    parser.add_argument('--benchmark', default='clcr_synthetic_av',
+                        help='config prefix under configs/ (default '
+                        'clcr_synthetic_av)')
+    parser.add_argument(
+        '--runs', nargs='+', default=None,
+        help='run names in priority order (default: clcr, the baselines, '
+        'then every ablation), or NAME=CONFIG')
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    parser.add_argument('--epochs', type=int, default=None,
+                        help='train_cfg.max_epochs (default: the config\'s)')
+    parser.add_argument('--train-subset', type=int, default=None,
+                        help='train on the first N training samples')
+    parser.add_argument(
+        '--order', choices=['seed-major', 'run-major'], default='seed-major',
+        help='seed-major: every run with the first seed, then the next '
+        'seed (best when time may run out); run-major: all seeds of a run '
+        'before the next run')
+    parser.add_argument('--root', default='work_dirs/ablations',
+                        help='work dirs go to ROOT/NAME/seedS')
+    parser.add_argument('--out-dir', default='work_dirs/ablations',
+                        help='where the table and plot go')
+    parser.add_argument('--metric', default='acc/top1')
+    parser.add_argument('--threads', type=int, default=1,
+                        help='OMP/MKL threads of each training process '
+                        '(default 1: on a busy machine more threads thrash)')
+    parser.add_argument('--time-budget', type=float, default=None,
+                        help='minutes; launch no new run after this')
+    parser.add_argument('--collect-only', action='store_true',
+                        help='only collect finished runs into the table')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='print the commands and exit')
+    parser.add_argument(
+        '--run-options', nargs='+', action='append', default=[],
+        metavar='NAME_OR_OPTION',
+        help='NAME KEY=VALUE ...: extra --cfg-options for one run only '
+        '(repeatable), e.g. --run-options rgb_only '
+        'model.backbone.modalities.rgb.fold_frames=False')
+    parser.add_argument(
+        '--train-args', nargs=argparse.REMAINDER, default=[],
+        help='everything after this goes to tools/train.py --cfg-options '
+        '(e.g. --train-args train_dataloader.num_workers=0)')
+    return parser.parse_args(argv)
+
+
+def default_runs(benchmark: str) -> List[str]:
+    names = ['clcr'] + list(BASELINES)
+    ablations = sorted(
+        glob.glob(osp.join(REPO, 'configs', 'ablations', f'{benchmark}_wo_*.py')))
+    names += [
+        'wo_' + osp.basename(p)[len(benchmark) + 4:-3] for p in ablations
+    ]
+    return names
+
+
+def resolve(name: str, benchmark: str) -> Tuple[str, str]:
+    """Run name -> (name, config path)."""
+    if '=' in name:
+        name, config = name.split('=', 1)
+        return name, config
+    if name == 'clcr':
+        config = f'configs/{benchmark}.py'
+    elif name.startswith('wo_'):
+        config = f'configs/ablations/{benchmark}_{name}.py'
+    else:
+        config = f'configs/{benchmark}_{name}.py'
+    if not osp.exists(osp.join(REPO, config)):
+        raise FileNotFoundError(f'run {name!r}: no config {config}')
+    return name, config
+
+
+def schedule_options(config: str, epochs: int) -> List[str]:
+    """--cfg-options that shorten the config's schedule to ``epochs``."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(REPO, config))
+    opts = [f'train_cfg.max_epochs={epochs}']
+    for i, sched in enumerate(cfg.get('param_scheduler', None) or []):
+        if 'T_max' in sched:
+            begin = sched.get('begin', 0)
+            opts.append(f'param_scheduler.{i}.T_max={max(1, epochs - begin)}')
+        if sched.get('end', None) not in (None, ) and \
+                sched['end'] > epochs and 'T_max' in sched:
+            opts.append(f'param_scheduler.{i}.end={epochs}')
+    return opts
+
+
+# ----------------------------------------------------------------------
+# reading results
+# ----------------------------------------------------------------------
+def read_val_history(work_dir: str, metric: str) -> List[Tuple[int, float]]:
+    """(epoch, metric) of every validation in every (resumed) run of
+    ``work_dir``, from mmengine's ``vis_data/scalars.json``."""
+    history: Dict[int, float] = {}
+    for path in sorted(glob.glob(
+            osp.join(work_dir, '*', 'vis_data', 'scalars.json'))):
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if metric in record:
+                    history[int(record['step'])] = float(record[metric])
+    return sorted(history.items())
+
+
+def run_result(work_dir: str, metric: str, epochs: Optional[int]
+               ) -> Optional[dict]:
+    """The finished result of a run, or None if it is not finished."""
+    saved = osp.join(work_dir, 'runner_result.json')
+    if osp.exists(saved):
+        with open(saved) as f:
+            result = json.load(f)
+        if epochs is None or result.get('epochs') == epochs:
+            return result
+        return None
+    history = read_val_history(work_dir, metric)
+    best_ckpts = glob.glob(osp.join(work_dir, 'best_*.pth'))
+    if not history or not best_ckpts or epochs is None:
+        return None
+    if history[-1][0] < epochs:
+        return None
+    return summarise(work_dir, history, epochs, metric)
+
+
+def summarise(work_dir: str, history: List[Tuple[int, float]],
+              epochs: Optional[int], metric: str) -> dict:
+    best_epoch, best = max(history, key=lambda h: (h[1], -h[0]))
+    best_ckpts = sorted(glob.glob(osp.join(work_dir, 'best_*.pth')))
+    return dict(
+        work_dir=work_dir,
+        metric=metric,
+        epochs=epochs if epochs is not None else history[-1][0],
+        best=best,
+        best_epoch=best_epoch,
+        last=history[-1][1],
+        history=history,
+        best_checkpoint=best_ckpts[-1] if best_ckpts else None)
+
+
+# ----------------------------------------------------------------------
+# running
+# ----------------------------------------------------------------------
+def train_command(config: str, work_dir: str, seed: int,
+                  args: argparse.Namespace, name: str = '') -> List[str]:
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
+           '--work-dir', work_dir]
+    if osp.exists(osp.join(work_dir, 'last_checkpoint')):
+        cmd.append('--resume')
+    opts = [f'randomness.seed={seed}']
+    if args.epochs is not None:
+        opts += schedule_options(config, args.epochs)
+    if args.train_subset is not None:
+        opts.append(f'train_dataloader.dataset.indices={args.train_subset}')
+    opts += list(args.train_args)
+    for run_opts in args.run_options:
+        if run_opts[0] == name:
+            opts += list(run_opts[1:])
+    return cmd + ['--cfg-options'] + opts
+
+
+def acquire_lock(work_dir: str) -> Optional[str]:
+    """Claim ``work_dir`` for this process (``runner.lock`` holds the PID),
+    so runners started side by side on one root never train the same run
+    twice. A lock whose process is gone is taken over."""
+    path = osp.join(work_dir, 'runner.lock')
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    pid = int(f.read().strip() or 0)
+                os.kill(pid, 0)
+                return None  # held by a live process
+            except (ValueError, ProcessLookupError):
+                os.remove(path)  # stale
+                continue
+            except PermissionError:
+                return None
+        with os.fdopen(fd, 'w') as f:
+            f.write(str(os.getpid()))
+        return path
+    return None
+
+
+def run_one(name: str, config: str, seed: int,
+            args: argparse.Namespace) -> Optional[dict]:
+    work_dir = osp.join(args.root, name, f'seed{seed}')
+    done = run_result(work_dir, args.metric, args.epochs)
+    if done is not None:
+        print(f'[ablation] {name} seed {seed}: done before '
+              f"({args.metric} {done['best']:.4f}), skipped", flush=True)
+        return done
+    if args.collect_only:
+        return None
+    cmd = train_command(config, work_dir, seed, args, name)
+    print('[ablation] ' + ' '.join(cmd), flush=True)
+    if args.dry_run:
+        return None
+    os.makedirs(work_dir, exist_ok=True)
+    lock = acquire_lock(work_dir)
+    if lock is None:
+        print(f'[ablation] {name} seed {seed}: another runner is training '
+              f'it ({work_dir}/runner.lock), skipped', flush=True)
+        return None
+    env = dict(os.environ)
+    env.setdefault('OMP_NUM_THREADS', str(args.threads))
+    env.setdefault('MKL_NUM_THREADS', str(args.threads))
+    start = time.time()
+    try:
+        with open(osp.join(work_dir, 'runner_stdout.log'), 'a') as log:
+            proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    finally:
+        os.remove(lock)
+    minutes = (time.time() - start) / 60
+    if proc.returncode != 0:
+        print(f'[ablation] {name} seed {seed} FAILED (exit '
+              f'{proc.returncode}); see {work_dir}/runner_stdout.log',
+              flush=True)
+        return None
+    history = read_val_history(work_dir, args.metric)
+    if not history:
+        print(f'[ablation] {name} seed {seed}: no {args.metric} in the log',
+              flush=True)
+        return None
+    result = summarise(work_dir, history, args.epochs, args.metric)
+    result.update(name=name, config=config, seed=seed,
+                  minutes=round(minutes, 2))
+    au.write_json(osp.join(work_dir, 'runner_result.json'), result)
+    print(f"[ablation] {name} seed {seed}: best {args.metric} "
+          f"{result['best']:.4f} (epoch {result['best_epoch']}) in "
+          f'{minutes:.1f} min', flush=True)
+    return result
+
+
+# ----------------------------------------------------------------------
+# table and plot
+# ----------------------------------------------------------------------
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, float('nan')
+    var = sum((v - mean)**2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+def comparison(results: Dict[str, Dict[int, dict]], names: Sequence[str],
+               metric: str) -> Tuple[str, List[dict]]:
+    rows, table_rows = [], []
+    for name in names:
+        per_seed = results.get(name, {})
+        if not per_seed:
+            continue
+        seeds = sorted(per_seed)
+        values = [per_seed[s]['best'] for s in seeds]
+        mean, std = mean_std(values)
+        rows.append(dict(name=name, group=group(name),
+                         seeds=seeds, values=values, mean=mean, std=std,
+                         epochs=per_seed[seeds[0]].get('epochs')))
+        std_txt = '' if math.isnan(std) else f' ± {100 * std:.1f}'
+        table_rows.append([
+            name, group(name), f'{100 * mean:.1f}{std_txt}',
+            len(values),
+            ', '.join(f'{100 * v:.1f}' for v in values)
+        ])
+    header = ['run', 'kind', f'best val {metric} (%) mean ± std', 'seeds',
+              'per seed']
+    return au.markdown_table(header, table_rows), rows
+
+
+def plot(rows: List[dict], metric: str, path: str) -> None:
+    plt = au.use_agg()
+    colours = {'CLCR (full)': 'tab:red', 'baseline': 'tab:blue',
+               'unimodal': 'tab:gray', 'ablation': 'tab:orange',
+               'CLCR variant': 'tab:purple', 'other': 'tab:green'}
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(rows) + 1), 3.8))
+    xs = range(len(rows))
+    means = [100 * r['mean'] for r in rows]
+    errs = [0 if math.isnan(r['std']) else 100 * r['std'] for r in rows]
+    ax.bar(xs, means, yerr=errs, capsize=3,
+           color=[colours.get(r['group'], 'tab:green') for r in rows])
+    for x, r in zip(xs, rows):
+        ax.scatter([x] * len(r['values']), [100 * v for v in r['values']],
+                   color='k', s=10, zorder=3)
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels([r['name'] for r in rows], rotation=35, ha='right')
+    ax.set_ylabel(f'best val {metric} (%)')
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3, axis='y')
+    used = [g for g in colours if any(r['group'] == g for r in rows)]
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[g]) for g in used]
+    ax.legend(handles, used, fontsize=7, loc='upper right')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> dict:
+    args = parse_args(argv)
+    args.root = osp.abspath(args.root)
+    names = args.runs or default_runs(args.benchmark)
+    jobs = [resolve(n, args.benchmark) for n in names]
+    order = ([(j, s) for s in args.seeds for j in jobs]
+             if args.order == 'seed-major' else
+             [(j, s) for j in jobs for s in args.seeds])
+    start = time.time()
+    results: Dict[str, Dict[int, dict]] = {}
+    for (name, config), seed in order:
+        elapsed = (time.time() - start) / 60
+        budget_over = (args.time_budget is not None
+                       and elapsed > args.time_budget)
+        if budget_over and not args.collect_only:
+            # still pick up finished runs, launch nothing new
+            work_dir = osp.join(args.root, name, f'seed{seed}')
+            result = run_result(work_dir, args.metric, args.epochs)
+            if result is None:
+                print(f'[ablation] time budget used ({elapsed:.0f} min): '
+                      f'{name} seed {seed} not run', flush=True)
+        else:
+            result = run_one(name, config, seed, args)
+        if result is not None:
+            results.setdefault(name, {})[seed] = result
+    if args.dry_run:
+        return {}
+    table, rows = comparison(results, [n for n, _ in jobs], args.metric)
+    os.makedirs(args.out_dir, exist_ok=True)
+    header = (f'Best validation {args.metric} per run on {args.benchmark}; '
+              f'epochs={args.epochs or "config"}, '
+              f'train subset={args.train_subset or "all"}, '
+              f'seeds={args.seeds}.\n\n')
+    with open(osp.join(args.out_dir, 'ablations.md'), 'w') as f:
+        f.write(header + table + '\n')
+    payload = dict(benchmark=args.benchmark, metric=args.metric,
+                   epochs=args.epochs, train_subset=args.train_subset,
+                   seeds=args.seeds, rows=rows,
+                   runs={n: {str(s): r for s, r in v.items()}
+                         for n, v in results.items()})
+    au.write_json(osp.join(args.out_dir, 'ablations.json'), payload)
+    if rows:
+        plot(rows, args.metric, osp.join(args.out_dir, 'ablations.png'))
+    print(header + table)
+    return payload
+
+
+if __name__ == '__main__':
+    main()
