@@ -202,3 +202,18 @@ def test_mmaction_backbones_as_video_and_image_encoders():
     with pytest.raises(ValueError, match='expects a 5-D input'):
         encoder(dict(rgb=torch.randn(2, 3, 32, 32),
                      audio=torch.randn(2, 1, 32, 32)))
+
+
+def test_one_tap_may_serve_several_levels():
+    """The "w/o hierarchy" ablation taps the deepest stage three times."""
+    cfg = tiny_model_cfg()
+    for spec in cfg['backbone']['modalities'].values():
+        spec['taps'] = ('layers.2', 'layers.2', 'layers.2')
+    model = MODELS.build(cfg)
+    levels = model.backbone(
+        {m: x.flatten(0, 1) for m, x in tiny_inputs().items()})
+    # same tap, different grids per level
+    assert levels['shallow']['a'].shape[1] == 8
+    assert levels['deep']['a'].shape[1] == 2
+    losses = model(tiny_inputs(), tiny_samples(), mode='loss')
+    assert torch.isfinite(losses['loss_cls'])

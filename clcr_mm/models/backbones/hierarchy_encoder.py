@@ -138,7 +138,8 @@ class ModalityEncoder(nn.Module):
                 f'{[n for n in modules if n and "." not in n]}')
         self.taps = tuple(taps)
         self._tapped: Dict[str, torch.Tensor] = {}
-        for tap in self.taps:
+        # one hook per module: a tap may serve several levels
+        for tap in dict.fromkeys(self.taps):
             modules[tap].register_forward_hook(self._make_hook(tap))
         self.pretrained = pretrained
         self.pretrained_prefix = pretrained_prefix
@@ -183,10 +184,11 @@ class ModalityEncoder(nn.Module):
         self.backbone(x)
         taps = []
         for tap, channels in zip(self.taps, self.tap_channels):
-            out = self._tapped.pop(tap)
+            out = self._tapped[tap]
             if isinstance(out, (tuple, list)):
                 out = out[0]
             taps.append(self._canonical(out, tap, channels, batch, frames))
+        self._tapped.clear()  # do not keep activations alive
         return taps
 
     def _canonical(self, out: torch.Tensor, tap: str, channels: int,

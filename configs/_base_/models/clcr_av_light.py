@@ -17,7 +17,9 @@ narrow_resnet3d = dict(
 # Visual: 2D stem and stages 1-2 on every frame, 3D convolutions in stages
 # 3-4 see the blinking rhythm across frames; stage 2, 3, 4 taps (32, 64, 128 channels at spatial
 # strides 8, 16, 32) are shallow / mid / deep.
+# `_delete_`: replace, not merge with, the ResNet-18 encoders of the base.
 rgb_encoder = dict(
+    _delete_=True,
     backbone=dict(
         narrow_resnet3d,
         conv1_kernel=(1, 7, 7),
@@ -33,6 +35,7 @@ rgb_encoder = dict(
 # Audio: the same narrow ResNet with 2D kernels on the (time, mel)
 # spectrogram, fed as a one-frame clip.
 audio_encoder = dict(
+    _delete_=True,
     backbone=dict(
         narrow_resnet3d,
         in_channels=1,
@@ -50,8 +53,6 @@ audio_encoder = dict(
 model = dict(
     backbone=dict(
         embed_dims=embed_dims,
-        modalities=dict(
-            rgb=dict(_delete_=True, **rgb_encoder),
-            audio=dict(_delete_=True, **audio_encoder))),
+        modalities=dict(rgb=rgb_encoder, audio=audio_encoder)),
     inter_cad=dict(out_channels=embed_dims),
     cls_head=dict(in_channels=embed_dims))
