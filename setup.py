@@ -32,7 +32,8 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS_REQUIRE = {
-    'tests': ['pytest>=7'],
+    # tensorboard: the tests also exercise mmengine's TensorboardVisBackend
+    'tests': ['pytest>=7', 'tensorboard'],
     'tensorboard': ['tensorboard'],
 }
 
