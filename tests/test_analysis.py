@@ -2,6 +2,7 @@
 ablation runner, on a tiny synthetic AV set and a checkpoint trained here
 (one short epoch through mmengine's Runner)."""
 import glob
+import importlib.util
 import json
 import math
 import os.path as osp
@@ -10,12 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner import load_checkpoint
 from runner_utils import tiny_runner
 from tool_loader import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / 'configs' / 'clcr_synthetic_av.py')
+# TensorBoard is the 'tensorboard' extra of setup.py
+HAS_TENSORBOARD = importlib.util.find_spec('tensorboard') is not None
 
 complexity = load_tool('analysis/complexity.py')
 robustness = load_tool('analysis/robustness.py')
@@ -28,7 +30,7 @@ generate = load_tool('data/synthetic_av/generate.py')
 def trained(tmp_path_factory):
     """A tiny synthetic AV set and a CLCR checkpoint trained on it for one
     epoch, laid out like an ablation-runner run (ROOT/clcr/seed0), with
-    TensorBoard events written beside mmengine's scalars."""
+    TensorBoard events (if installed) written beside mmengine's scalars."""
     tmp = tmp_path_factory.mktemp('analysis')
     data_root = tmp / 'synthetic_av'
     generate.generate(str(data_root), seed=0, workers=1, progress=False,
@@ -41,10 +43,9 @@ def trained(tmp_path_factory):
         batch_size=4,
         **{
             'default_hooks.checkpoint.save_best': 'auto',
-            'visualizer.vis_backends': [
-                dict(type='LocalVisBackend'),
-                dict(type='TensorboardVisBackend')
-            ],
+            'visualizer.vis_backends':
+            [dict(type='LocalVisBackend')] +
+            ([dict(type='TensorboardVisBackend')] if HAS_TENSORBOARD else []),
         })
     runner.train()
     best = glob.glob(str(work_dir / 'best_*.pth'))
@@ -139,7 +140,6 @@ def test_robustness_consistent_with_runner_test(trained, tmp_path):
 
 def test_robustness_noise_changes_predictions(trained):
     """Strong noise must reach the model: the predicted scores change."""
-    from mmaction.structures import ActionDataSample  # noqa: F401
     cfg = robustness.au.load_config(CONFIG, None, trained['data_root'], 2, 0)
     model = robustness.au.build_model(cfg, trained['checkpoint'])
     loader = robustness.au.build_test_loader(cfg)
@@ -284,6 +284,9 @@ def test_ablation_runner_collects_and_skips_finished(trained, tmp_path):
         0.1414213, rel=1e-5)
 
 
+@pytest.mark.skipif(not HAS_TENSORBOARD,
+                    reason='tensorboard not installed (pip install -e '
+                    '".[tensorboard]")')
 def test_tensorboard_backend_writes_loss_terms(trained):
     events = glob.glob(
         str(trained['work_dir'] / '*' / 'vis_data' / 'events.out.tfevents*'))

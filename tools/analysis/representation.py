@@ -96,16 +96,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 # data
 # ----------------------------------------------------------------------
 def split_loader_cfg(cfg, split: str):
-    """The test dataloader (test pipeline, no shuffling) on ``split``'s
-    annotation file."""
+    """The test dataloader (test pipeline, no shuffling, no train-time
+    augmentation) over ``split``'s dataset (its annotation file, split name,
+    data root, ...)."""
     loader = copy.deepcopy(cfg.test_dataloader)
     if split != 'test':
         source = cfg.get(f'{split}_dataloader')
         if source is None:
             raise ValueError(f'the config has no {split}_dataloader')
-        for key in ('ann_file', 'data_prefix', 'data_root'):
-            if key in source.dataset:
-                loader.dataset[key] = copy.deepcopy(source.dataset[key])
+        dataset = copy.deepcopy(source.dataset)
+        dataset.pipeline = copy.deepcopy(loader.dataset.pipeline)
+        for key in ('indices', ):  # subsets are a training choice
+            dataset.pop(key, None)
+        loader.dataset = dataset
     loader.dataset.test_mode = True
     loader.sampler = dict(type='DefaultSampler', shuffle=False)
     return loader

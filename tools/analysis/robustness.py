@@ -83,6 +83,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='stop after this many test batches (smoke runs)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
+        '--ceiling', type=float, default=None,
+        help='draw a dashed reference line at this metric value in %% '
+        "(e.g. 50: one modality's ceiling on the synthetic benchmark)")
+    parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override settings of every config, xxx=yyy format')
     return parser.parse_args(argv)
@@ -197,7 +201,8 @@ def summary_table(models: List[dict], sigmas: Sequence[float]) -> str:
             au.markdown_table(header, rows))
 
 
-def plot(models: List[dict], sigmas: Sequence[float], path: str) -> None:
+def plot(models: List[dict], sigmas: Sequence[float], path: str,
+         ceiling: Optional[float] = None) -> None:
     plt = au.use_agg()
     all_mods = []
     for r in models:
@@ -234,6 +239,9 @@ def plot(models: List[dict], sigmas: Sequence[float], path: str) -> None:
     ax.set_title('missing modality at test time')
     ax.set_ylabel(f"{models[0]['metric']} (%)")
     ax.grid(alpha=0.3, axis='y')
+    if ceiling is not None:
+        for ax in axes:
+            ax.axhline(ceiling, color='gray', linestyle='--', linewidth=1)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -259,7 +267,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     au.write_json(osp.join(args.out_dir, 'robustness.json'), payload)
     with open(osp.join(args.out_dir, 'robustness.md'), 'w') as f:
         f.write(table + '\n')
-    plot(models, args.sigmas, osp.join(args.out_dir, 'robustness.png'))
+    plot(models, args.sigmas, osp.join(args.out_dir, 'robustness.png'),
+         args.ceiling)
     print(table)
     return payload
 
