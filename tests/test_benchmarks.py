@@ -205,7 +205,8 @@ def test_pipeline_throughput_mosi_row_and_skip(tmp_path, monkeypatch):
     assert mosi['status'] == 'ok', mosi.get('reason')
     assert mosi['packed_shapes'] == dict(
         text=[1, 50, 768], audio=[1, 50, 5], vision=[1, 50, 20])
-    for key in ('per_worker_sps', 'workers_to_keep_up', 'loading_share'):
+    for key in ('per_worker_sps', 'per_sample_cpu_ms', 'workers_to_keep_up',
+                'loading_share', 'loading_share_cpu'):
         assert _positive(mosi[key]), key
     assert _positive(mosi['model']['model_sps'])
     assert 0 < mosi['loading_share'] < 1

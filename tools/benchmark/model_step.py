@@ -761,8 +761,8 @@ def print_report(record: Dict[str, Any]) -> None:
                 peak_rss_MB=r.get('memory', {}).get('peak_rss_mb'),
                 cuda_MB=r.get('memory', {}).get('cuda_max_allocated_mb')))
     cols = ['variant', 'params_M', 'train_GFLOP', 'train_ms', 'train_mad',
-            'train_cpu_ms', 'train_sps', 'infer_ms', 'infer_cpu_ms', 'infer_sps',
-            'fusion_ms', 'fusion_cpu_ms']
+            'train_cpu_ms', 'train_sps', 'infer_ms', 'infer_cpu_ms',
+            'infer_sps', 'fusion_ms', 'fusion_cpu_ms']
     if any(r['peak_rss_MB'] is not None for r in rows):
         cols += ['peak_rss_MB', 'cuda_MB']
     print(f"model_step  preset={record['preset']}  config={record['config']}"
@@ -776,8 +776,8 @@ def print_report(record: Dict[str, Any]) -> None:
     breakdown = record['results'].get('clcr', {}).get('breakdown')
     if breakdown:
         print('CLCR parts alone (forward + backward):')
-        print(bu.format_table([dict(part=k, **v) for k, v in breakdown.items()],
-                              ['part', 'median_ms', 'cpu_median_ms']))
+        rows = [dict(part=k, **v) for k, v in breakdown.items()]
+        print(bu.format_table(rows, ['part', 'median_ms', 'cpu_median_ms']))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:

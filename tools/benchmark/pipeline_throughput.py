@@ -19,7 +19,9 @@ measures:
 and from them ``workers_to_keep_up`` = model_sps / per_worker_sps and
 ``loading_share`` = the share of CPU time that loading takes when workers
 and training share the same cores (per-sample loading time / (loading +
-training time per sample x training threads)).
+training time per sample x training threads)); ``loading_share_cpu`` and
+``loading_cores_per_training_core`` are the same from process CPU times
+(robust on a busy machine).
 
 Rows (``--rows``):
 
@@ -298,11 +300,12 @@ def time_dataset(dataset, samples: int, warmup: int) -> Dict[str, Any]:
         n = len(dataset)
         for i in range(warmup):
             dataset[i % n]
-        times = []
+        times, cpu = [], []
         for i in range(samples):
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             packed = dataset[(warmup + i) % n]
             times.append(time.perf_counter() - start)
+            cpu.append(time.process_time() - cpu_start)
     finally:
         torch.set_num_threads(threads)
     shapes = {
@@ -313,6 +316,9 @@ def time_dataset(dataset, samples: int, warmup: int) -> Dict[str, Any]:
     return dict(
         per_sample_median_ms=statistics.median(times) * 1000,
         per_sample_mean_ms=mean * 1000,
+        # CPU time (all threads of this process, e.g. FFmpeg's decoder
+        # threads): what a sample costs the machine, whatever the load.
+        per_sample_cpu_ms=sum(cpu) / len(cpu) * 1000,
         per_worker_sps=1 / mean,
         packed_shapes=shapes)
 
@@ -366,13 +372,16 @@ def model_consumption(row: str, shapes: Dict[str, list],
         ms.make_batch(per_sample, batch_size, head.get('num_classes', 2),
                       head.get('task') == 'regression', args.seed), device)
     bench = ms.Bench('clcr', model_cfg, cfg, device, args.amp)
+    cpu: Dict[str, List[float]] = {}
     times = bu.interleaved_times({'clcr': lambda: bench.train_step(batch)},
-                                 device, args.model_repeats, 1)['clcr']
+                                 device, args.model_repeats, 1,
+                                 cpu_times=cpu)['clcr']
     median = statistics.median(times)
     return dict(
         source=f'measured: {model_rel} train_step',
         batch_size=batch_size,
         step_median_ms=median * 1000,
+        step_cpu_median_ms=statistics.median(cpu['clcr']) * 1000,
         model_sps=batch_size / median,
         threads=torch.get_num_threads())
 
@@ -386,6 +395,7 @@ def model_from_json(path: str) -> Dict[str, Any]:
         source=f'{path} (model_step.py)',
         batch_size=record['batch_size'],
         step_median_ms=train['median_ms'],
+        step_cpu_median_ms=train.get('cpu_median_ms'),
         model_sps=train['samples_per_s'],
         threads=record['environment']['threads'])
 
@@ -419,6 +429,14 @@ def run_row(row: str, args: argparse.Namespace, work_dir: str,
         # training on `threads` cores
         train_core_s = model['threads'] / model['model_sps']
         result['loading_share'] = load_s / (load_s + train_core_s)
+        if model.get('step_cpu_median_ms'):
+            # The same from CPU times, which a busy machine hardly changes:
+            # loading CPU per sample against training CPU per sample.
+            load_cpu = result['per_sample_cpu_ms']
+            train_cpu = model['step_cpu_median_ms'] / model['batch_size']
+            result['loading_share_cpu'] = load_cpu / (load_cpu + train_cpu)
+            # cores of loading needed per core of (single-threaded) training
+            result['loading_cores_per_training_core'] = load_cpu / train_cpu
     return result
 
 
@@ -473,11 +491,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 pipeline=row,
                 status=r['status'],
                 ms_per_sample=r.get('per_sample_mean_ms'),
+                cpu_ms_per_sample=r.get('per_sample_cpu_ms'),
                 per_worker_sps=r.get('per_worker_sps'),
                 loader_sps=r.get('loader', {}).get('loader_sps'),
                 model_sps=r.get('model', {}).get('model_sps'),
                 workers_needed=r.get('workers_to_keep_up'),
-                loading_share=r.get('loading_share')))
+                loading_share=r.get('loading_share'),
+                loading_share_cpu=r.get('loading_share_cpu')))
     print(bu.format_table(rows, list(rows[0])) if rows else 'no rows')
     for row, r in results.items():
         if r['status'] != 'ok':
