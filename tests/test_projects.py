@@ -42,7 +42,16 @@ SYN_FLOW_CFG = osp.join(PROJECTS, 'two_stream_tsn', 'configs',
 BOTTLENECK_CFG = osp.join(
     BOTTLENECK_DIR, 'configs',
     'clcr-bottleneck4_r18-resnetaudio50_1xb16-6e_synthetic-av.py')
-PROJECT_CFGS = [AV_CFG, SLOWONLY_CFG, UCF_CFG, SYN_FLOW_CFG, BOTTLENECK_CFG]
+AUDIO_TSN_CFG = osp.join(PROJECTS, 'audio_visual_resnet', 'configs',
+                         'tsn-audio_resnetaudio50_1xb16-6e_synthetic-av-'
+                         'audio.py')
+AV_PRETRAINED_CFG = osp.join(PROJECTS, 'audio_visual_resnet', 'configs',
+                             'clcr_r18-resnetaudio50_1xb16-6e_synthetic-av_'
+                             'audio-pretrained.py')
+PROJECT_CFGS = [
+    AV_CFG, SLOWONLY_CFG, AV_PRETRAINED_CFG, UCF_CFG, SYN_FLOW_CFG,
+    BOTTLENECK_CFG
+]
 RES18 = dict(type='ResNet', depth=18, pretrained=None, out_indices=(3, ))
 
 
@@ -447,6 +456,31 @@ def test_pretrained_errors_name_the_problem(checkpoints, tmp_path):
         model.init_weights()
 
 
+def test_audio_stream_from_the_projects_mmaction2_audio_recognizer(
+        tmp_path, mmaction_scope):
+    """The two-stage example of projects/audio_visual_resnet: a checkpoint
+    of the plain mmaction2 RecognizerAudio (stage 1) initialises the audio
+    stream of the CLCR model (stage 2) through the config's ``pretrained``
+    and ``pretrained_prefix``."""
+    stage1 = Config.fromfile(AUDIO_TSN_CFG)
+    assert stage1.model['type'] == 'RecognizerAudio'
+    models = _mmaction_models()
+    recognizer = models.build(stage1.model)
+    recognizer.init_weights()
+    save_checkpoint(dict(meta=dict(epoch=6),
+                         state_dict=recognizer.state_dict()),
+                    str(tmp_path / 'epoch_6.pth'))
+    stage2 = Config.fromfile(AV_PRETRAINED_CFG)
+    audio = stage2.model['backbone']['modalities']['audio']
+    assert audio['pretrained_prefix'] == 'backbone.'
+    assert audio['pretrained'].endswith('epoch_6.pth')
+    audio['pretrained'] = str(tmp_path / 'epoch_6.pth')
+    model = models.build(stage2.model)
+    model.init_weights()
+    assert _same(model.backbone.encoders['audio'].backbone,
+                 recognizer.backbone)
+
+
 def test_mmaction2_torchvision_pretrained_runs_inside_encoder(tmp_path):
     """mmaction2's own ImageNet path (``ResNet(pretrained=<torchvision
     file>)``) works inside the encoder: the Runner's init reaches it."""
@@ -468,6 +502,9 @@ def test_mmaction2_torchvision_pretrained_runs_inside_encoder(tmp_path):
 # ----------------------------------------------------------------------
 # one real training iteration through mmaction2's own tools/train.py
 # ----------------------------------------------------------------------
+ENTRY_POINT_TEST = 'test_one_iteration_with_mmaction2_train_entry_point'
+
+
 def _write_rawframes(root, clip, num_frames=6, size=36):
     """RGB + flow JPEGs of one clip in mmaction2's rawframe layout."""
     rng = np.random.default_rng(len(clip))
@@ -483,30 +520,29 @@ def _write_rawframes(root, clip, num_frames=6, size=36):
                                          dtype=np.uint8))
 
 
-def test_one_iteration_with_mmaction2_train_entry_point(tmp_path):
-    """``python mmaction/.mim/tools/train.py <project config>`` in a fresh
-    interpreter: the config's ``custom_imports`` alone brings in clcr_mm
-    (and its mmaction2 wheel repair) before any model is built."""
+def _start_mmaction2_training(root) -> subprocess.Popen:
+    """Launch ``python mmaction/.mim/tools/train.py`` on the synthetic
+    two-stream config with 2 + 2 tiny clips under ``root``, shrunk to one
+    iteration and one validation pass with ``--cfg-options``."""
     import mmaction
     train_py = osp.join(osp.dirname(mmaction.__file__), '.mim', 'tools',
                         'train.py')
     assert osp.isfile(train_py), 'the mmaction2 wheel ships tools/train.py'
-    data = tmp_path / 'data'
-    lines = {'train': [], 'val': []}
-    for split, n in (('train', 2), ('val', 2)):
-        for i in range(n):
+    data = osp.join(root, 'data')
+    for split in ('train', 'val'):
+        rows = []
+        for i in range(2):
             clip = f'{split}/{split}_{i}'
-            _write_rawframes(str(data), clip)
-            lines[split].append(f'{clip} 6 {i % 4}')
-    for split, rows in lines.items():
-        (data / f'{split}_list.txt').write_text('\n'.join(rows) + '\n')
-    work_dir = tmp_path / 'work'
+            _write_rawframes(data, clip)
+            rows.append(f'{clip} 6 {i % 4}')
+        with open(osp.join(data, f'{split}_list.txt'), 'w') as f:
+            f.write('\n'.join(rows) + '\n')
     options = [
         f'{loader}.dataset.data_root={data}'
         for loader in ('train_dataloader', 'val_dataloader')
     ] + [
         'val_dataloader.dataset.ann_file=val_list.txt',
-        # 6 frames per clip: sample 2 consecutive ones and a 1-flow stack
+        # 6 frames per clip: sample 2 frames and a 1-flow stack
         'train_dataloader.dataset.pipeline.0.clip_len=2',
         'train_dataloader.dataset.pipeline.1.flow_len=1',
         'val_dataloader.dataset.pipeline.0.clip_len=2',
@@ -524,15 +560,42 @@ def test_one_iteration_with_mmaction2_train_entry_point(tmp_path):
         'train_cfg.max_epochs=1', 'param_scheduler=None',
         'default_hooks.checkpoint=None', 'default_hooks.logger.interval=1',
     ]
-    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join(
-        [REPO] + [p for p in [os.environ.get('PYTHONPATH')] if p]))
-    proc = subprocess.run(
+    # Nothing is put on the path: the installed clcr_mm comes in through the
+    # config's custom_imports alone. One thread: the in-process tests use
+    # the other core meanwhile.
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    return subprocess.Popen(
         [sys.executable, train_py, SYN_FLOW_CFG, '--work-dir',
-         str(work_dir), '--cfg-options', *options],
-        cwd=str(tmp_path), env=env, capture_output=True, text=True,
-        timeout=300)
-    log = proc.stdout + proc.stderr
+         osp.join(root, 'work'), '--cfg-options', *options],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+
+
+@pytest.fixture(scope='module', autouse=True)
+def mmaction2_training(request, tmp_path_factory):
+    """Start the entry-point run when the module starts, so that it uses
+    the second core while the in-process tests run on the first; the test
+    below collects it. Started only if that test is selected."""
+    if not any(item.name == ENTRY_POINT_TEST
+               for item in request.session.items):
+        yield None
+        return
+    root = str(tmp_path_factory.mktemp('mmaction2_train'))
+    proc = _start_mmaction2_training(root)
+    yield dict(proc=proc, root=root)
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
+
+
+def test_one_iteration_with_mmaction2_train_entry_point(mmaction2_training):
+    """``python mmaction/.mim/tools/train.py <project config>`` in a fresh
+    interpreter: the config's ``custom_imports`` alone brings in clcr_mm
+    (and its mmaction2 wheel repair) before any model is built, and a real
+    Runner trains one iteration and validates."""
+    proc, root = mmaction2_training['proc'], mmaction2_training['root']
+    log, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, log[-3000:]
     assert 'Epoch(train) [1][1/1]' in log and 'loss_sep' in log, log[-3000:]
     assert 'Epoch(val) [1][1/1]' in log and 'acc/top1' in log, log[-3000:]
-    assert glob.glob(str(work_dir / '*' / 'vis_data' / 'scalars.json'))
+    assert glob.glob(osp.join(root, 'work', '*', 'vis_data', 'scalars.json'))
