@@ -76,8 +76,8 @@ def test_model_step_compares_three_fusions(tiny_config, tmp_path):
     model_step = _load('model_step')
     record = model_step.main(
         ['--config', tiny_config, *TINY_ARGS, '--repeats', '2', '--warmup',
-         '1', '--memory', '--skip-flops', '--breakdown', '--quiet', '--out',
-         str(out)])
+         '1', '--memory', '--skip-flops', '--breakdown', '--op-profile',
+         '--quiet', '--out', str(out)])
     saved = json.loads(out.read_text())
     assert saved['results'].keys() == record['results'].keys() == {
         'clcr', 'late', 'concat'}
@@ -97,6 +97,16 @@ def test_model_step_compares_three_fusions(tiny_config, tmp_path):
                               'intra_ced.deep', 'inter_cad', 'loss_sep',
                               'loss_cross'}
     assert all(_positive(p['cpu_median_ms']) for p in breakdown.values())
+    ops = {v: r['fusion_only_ops'] for v, r in saved['results'].items()}
+    for op in ops.values():
+        assert _positive(op['matmul_ms']) and _positive(op['op_calls'])
+        assert op['matmul_ms'] + op['other_ms'] == pytest.approx(
+            op['self_cpu_ms'])
+    # CLCR's necks add both matrix products and many more ops.
+    assert ops['clcr']['op_calls'] > 2 * ops['late']['op_calls']
+    floor = saved['ratios']['clcr_over_late']['train_ratio_matmul_floor']
+    assert 1 < floor < saved['ratios']['clcr_over_late'][
+        'train_cpu_paired_ratio'] * 2
     # The baselines really are the derived fusions, not CLCR again.
     assert saved['results']['clcr']['params'] > \
         saved['results']['late']['params']

@@ -30,7 +30,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         '--amp',
         action='store_true',
-        help='enable automatic mixed precision (on CUDA; bfloat16 on CPU)')
+        help="automatic mixed precision with mmengine's AmpOptimWrapper "
+        '(CUDA; without a GPU: float32, with a warning)')
     parser.add_argument(
         '--no-validate',
         action='store_true',

@@ -112,6 +112,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help="time each CLCR part alone (forward + backward on the encoder's "
         'real tokens): IntraCED per level, InterCAD, each regulariser')
     parser.add_argument(
+        '--op-profile',
+        action='store_true',
+        help='profile the fusion-only step of each variant (torch.profiler, '
+        'CPU): time in matrix products and attention vs every other op, '
+        'and op calls per step; tells how much of what CLCR adds is '
+        'arithmetic and how much per-op work')
+    parser.add_argument(
         '--memory',
         action='store_true',
         help='also record the peak RSS (and CUDA peak) of one training step '
@@ -566,6 +573,41 @@ def clcr_breakdown(bench: Bench, batch: dict, args: argparse.Namespace,
     }
 
 
+# Ops that do the matrix arithmetic (GEMMs and fused attention); the rest
+# are element-wise, normalisation, indexing, copies, optimizer updates.
+MATMUL_OPS = ('aten::mm', 'aten::addmm', 'aten::bmm', 'aten::baddbmm',
+              'aten::_scaled_dot_product_flash_attention_for_cpu',
+              'aten::_scaled_dot_product_flash_attention_for_cpu_backward')
+
+
+def op_profile(step, steps: int = 3) -> Dict[str, float]:
+    """Self CPU time per training step split into matrix arithmetic and
+    everything else, from ``torch.profiler`` over ``steps`` steps.
+
+    The profiler adds a few microseconds to every op, so ``other_ms`` and
+    the total are inflated where ops are many and small; ``matmul_ms`` is
+    the robust figure.
+
+    Returns:
+        dict: ``matmul_ms``, ``other_ms``, ``self_cpu_ms`` and
+        ``op_calls`` per step.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) / 1000 / steps
+    matmul = sum(e.self_cpu_time_total
+                 for e in events if e.key in MATMUL_OPS) / 1000 / steps
+    return dict(
+        matmul_ms=matmul,
+        other_ms=total - matmul,
+        self_cpu_ms=total,
+        op_calls=sum(e.count for e in events) / steps)
+
+
 def count_flops(step) -> float:
     """FLOPs of one call of ``step`` (matmul / conv / attention ops, as
     counted by ``torch.utils.flop_counter.FlopCounterMode``)."""
@@ -669,6 +711,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> Dict[str, Any]:
                 {v: (lambda b=b: b.train_step(train_batch))
                  for v, b in benches.items()}, device, args.repeats,
                 args.warmup, args.inner, progress, fusion_cpu)
+            if args.op_profile and device.type == 'cpu':
+                for v, b in benches.items():
+                    results[v]['fusion_only_ops'] = op_profile(
+                        lambda b=b: b.train_step(train_batch))
         finally:
             for b in benches.values():
                 b.restore_encoder()
@@ -711,6 +757,18 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> Dict[str, Any]:
             ratios[key]['fusion_overhead_cpu_ms'] = (
                 results[num]['fusion_only_train']['cpu_median_ms'] -
                 results[base]['fusion_only_train']['cpu_median_ms'])
+        if 'fusion_only_ops' in results[num]:
+            # The matrix-arithmetic share of what the fusion adds (profiler
+            # clock), applied to the measured CPU overhead: had every other
+            # op been free, the step ratio could not drop below the floor.
+            ops_num = results[num]['fusion_only_ops']
+            ops_base = results[base]['fusion_only_ops']
+            share = (ops_num['matmul_ms'] - ops_base['matmul_ms']) / (
+                ops_num['self_cpu_ms'] - ops_base['self_cpu_ms'])
+            ratios[key]['fusion_overhead_matmul_share'] = share
+            ratios[key]['train_ratio_matmul_floor'] = 1 + (
+                share * ratios[key]['fusion_overhead_cpu_ms'] /
+                results[base]['train']['cpu_median_ms'])
     record = dict(
         benchmark='model_step',
         command='python tools/benchmark/model_step.py ' + ' '.join(argv),
@@ -773,6 +831,14 @@ def print_report(record: Dict[str, Any]) -> None:
     for key, r in record['ratios'].items():
         parts = [f'{k}={v:.3f}' for k, v in r.items()]
         print(f'{key}: ' + '  '.join(parts))
+    ops = [
+        dict(variant=v, **r['fusion_only_ops'])
+        for v, r in record['results'].items() if 'fusion_only_ops' in r
+    ]
+    if ops:
+        print('Fusion-only step, per step (torch.profiler self CPU time):')
+        print(bu.format_table(ops, ['variant', 'matmul_ms', 'other_ms',
+                                    'self_cpu_ms', 'op_calls']))
     breakdown = record['results'].get('clcr', {}).get('breakdown')
     if breakdown:
         print('CLCR parts alone (forward + backward):')

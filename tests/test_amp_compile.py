@@ -1,0 +1,118 @@
+"""``--amp`` and ``compile`` in a config: the real CUDA paths where a GPU is
+present, harmless on CPU (AMP falls back to float32 with a warning, the
+model traces under TorchDynamo with its graph breaks), plus the bfloat16
+autocast the benchmark scripts use on CPU."""
+import logging
+import math
+import sys
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.runner import Runner
+from reliability_helpers import (RUNNER_KEYS, runner_from, scalars,
+                                 tiny_mosi_config, write_mmsa_pickle)
+from tool_loader import load_tool
+
+from clcr_mm.datasets.mmsa_dataset import clear_mmsa_cache
+from clcr_mm.tools_utils import without_yapf
+
+
+@pytest.fixture(autouse=True)
+def _fresh_mmsa_cache_one_thread():
+    clear_mmsa_cache()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    clear_mmsa_cache()
+
+
+def _tiny_cfg(tmp_path, extra: str = '') -> Config:
+    data = tmp_path / 'mosi'
+    write_mmsa_pickle(data, sizes=dict(train=4, valid=2, test=2))
+    path = tiny_mosi_config(tmp_path / 'cfg.py', data,
+                            extra='train_cfg = dict(max_epochs=1)\n' + extra)
+    return Config.fromfile(str(path))
+
+
+def _train_losses(work_dir) -> list:
+    (run, ) = scalars(work_dir)
+    return [line['loss'] for line in run if 'loss' in line]
+
+
+class _LogRecords(logging.Handler):
+    """Collects the messages of mmengine's current logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_amp_flag_is_cuda_amp_or_float32_fallback(tmp_path, monkeypatch):
+    """``tools/train.py --amp`` sets mmengine's AmpOptimWrapper; without
+    CUDA the launch setup turns it back into OptimWrapper with a warning
+    and training runs in float32."""
+    train = load_tool('train.py')
+    cfg = _tiny_cfg(tmp_path)
+    monkeypatch.setattr(sys, 'argv', ['train.py', cfg.filename, '--amp'])
+    logger, records = MMLogger.get_current_instance(), _LogRecords()
+    logger.addHandler(records)
+    try:
+        cfg = train.merge_args(cfg, train.parse_args())
+    finally:
+        logger.removeHandler(records)
+    if torch.cuda.is_available():
+        assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+        assert cfg.optim_wrapper.loss_scale == 'dynamic'
+        return
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    assert 'loss_scale' not in cfg.optim_wrapper
+    assert any('AMP needs CUDA' in m for m in records.messages)
+    runner = runner_from(cfg, tmp_path / 'work')
+    runner.train()
+    assert type(runner.optim_wrapper).__name__ == 'OptimWrapper'
+    assert all(p.dtype == torch.float32 for p in runner.model.parameters())
+    losses = _train_losses(tmp_path / 'work')
+    assert len(losses) == 2 and all(map(math.isfinite, losses))
+
+
+def test_compile_config_trains(tmp_path):
+    """``compile`` in a config (mmengine compiles ``model.train_step``):
+    the CLCR model traces with its graph breaks (the token budget's k is
+    a Python int) and trains. The CPU test uses TorchDynamo's ``eager``
+    backend, which needs no C++ compiler; on CUDA, Inductor."""
+    backend = 'inductor' if torch.cuda.is_available() else 'eager'
+    cfg = _tiny_cfg(tmp_path, f'compile = dict(backend={backend!r})\n')
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.launcher = 'none'
+    # Given the config, the Runner reads ``compile`` from it.
+    runner = Runner(**{key: cfg.get(key)
+                       for key in RUNNER_KEYS}, cfg=without_yapf(cfg))
+    runner.train()
+    # mmengine replaced the bound method by the compiled function.
+    assert 'train_step' in vars(runner.model)
+    losses = _train_losses(tmp_path / 'work')
+    assert len(losses) == 2 and all(map(math.isfinite, losses))
+
+
+def test_bfloat16_autocast_on_cpu(tmp_path):
+    """The benchmarks' ``--amp`` on CPU: the CLCR loss and its backward
+    run under ``torch.autocast('cpu', torch.bfloat16)``, with the matrix
+    products in bfloat16 and finite losses and gradients."""
+    runner = runner_from(_tiny_cfg(tmp_path), tmp_path / 'work')
+    model = runner.model.train()
+    data = model.data_preprocessor(next(iter(runner.train_dataloader)), True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        losses = model(**data, mode='loss')
+        intra = model.extract_feat(data['inputs'], data['data_samples'])
+    assert intra['fused']['feat'].dtype == torch.bfloat16
+    loss, _ = model.parse_losses(losses)
+    loss.backward()
+    assert math.isfinite(loss.item())
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
