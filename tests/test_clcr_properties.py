@@ -7,6 +7,7 @@ import torch
 from clcr_mm.models import (CrossLevelInterferenceLoss, InterCAD, IntraCED,
                             SharedAlignmentLoss, SharedPrivateSeparationLoss,
                             TokenBudgetLoss)
+from clcr_mm.models.losses.regularisers import _cross_energy
 from clcr_mm.models.utils import LEVELS
 
 
@@ -172,6 +173,16 @@ def test_separation_loss_zero_iff_orthogonal():
     value = loss({'deep': {'a': base}}, {'deep': {'a': base}},
                  torch.zeros(2, 1, dtype=torch.bool), ['a'])
     assert value == 0
+
+
+@pytest.mark.parametrize('num_tokens,dims', [(5, 12), (12, 5), (8, 8)])
+def test_separation_energy_gram_and_covariance_agree(num_tokens, dims):
+    """Fewer tokens than channels takes the Gram route, otherwise the
+    cross-covariance; both are ||S^T P||_F^2 / N^2 per sample."""
+    s = torch.randn(3, num_tokens, dims, dtype=torch.float64)
+    p = torch.randn(3, num_tokens, dims, dtype=torch.float64)
+    explicit = torch.stack([(a.T @ b).pow(2).sum() for a, b in zip(s, p)])
+    assert torch.allclose(_cross_energy(s, p), explicit / num_tokens**2)
 
 
 def test_cross_level_loss_zero_iff_levels_orthogonal():
