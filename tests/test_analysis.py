@@ -249,6 +249,9 @@ def test_ablation_runner_collects_and_skips_finished(trained, tmp_path):
     row = payload['rows'][0]
     assert row['name'] == 'clcr' and row['values'] == [history[0][1]]
     assert math.isnan(row['std'])
+    # one epoch: the curve's mean is its only value
+    assert row['curves'] == [[history[0][1]]]
+    assert row['curve_mean'] == pytest.approx(history[0][1])
     for name in ('ablations.md', 'ablations.json', 'ablations.png'):
         assert (tmp_path / name).stat().st_size > 0
     assert f'{100 * history[0][1]:.1f}' in (tmp_path /

@@ -59,7 +59,7 @@ def test_attention_uses_at_most_the_budgeted_tokens(ratio):
     tokens = _tokens(sizes=dict(a=20, b=8))
     out = intra(tokens)
     for m, n in dict(a=20, b=8).items():
-        rho = float(intra.budgets[m].ratio)
+        rho = float(intra.budgets[m].ratio.detach())
         assert abs(rho - ratio) < 1e-5
         assert out['num_selected'][m] <= math.ceil(rho * n)
         assert out['num_selected'][m] == max(1, math.ceil(rho * n))

@@ -311,6 +311,10 @@ def mean_std(values: Sequence[float]) -> Tuple[float, float]:
 
 def comparison(results: Dict[str, Dict[int, dict]], names: Sequence[str],
                metric: str) -> Tuple[str, List[dict]]:
+    """One row per run: the best validation value and, because a short
+    schedule on an easy benchmark lets most runs saturate, the mean of the
+    validation curve over the epochs (how fast a run learns), each as
+    mean ± std over seeds."""
     rows, table_rows = [], []
     for name in names:
         per_seed = results.get(name, {})
@@ -318,27 +322,42 @@ def comparison(results: Dict[str, Dict[int, dict]], names: Sequence[str],
             continue
         seeds = sorted(per_seed)
         values = [per_seed[s]['best'] for s in seeds]
+        curves = [[v for _, v in per_seed[s]['history']] for s in seeds]
+        speeds = [sum(c) / len(c) for c in curves]
         mean, std = mean_std(values)
+        speed, speed_std = mean_std(speeds)
         rows.append(dict(name=name, group=group(name),
                          seeds=seeds, values=values, mean=mean, std=std,
+                         curves=curves, curve_means=speeds,
+                         curve_mean=speed, curve_std=speed_std,
                          epochs=per_seed[seeds[0]].get('epochs')))
-        std_txt = '' if math.isnan(std) else f' ± {100 * std:.1f}'
         table_rows.append([
-            name, group(name), f'{100 * mean:.1f}{std_txt}',
+            name, group(name), _pm(mean, std), _pm(speed, speed_std),
             len(values),
             ', '.join(f'{100 * v:.1f}' for v in values)
         ])
-    header = ['run', 'kind', f'best val {metric} (%) mean ± std', 'seeds',
-              'per seed']
+    header = ['run', 'kind', f'best val {metric} (%) mean ± std',
+              f'mean of the val {metric} curve (%)', 'seeds',
+              'best per seed']
     return au.markdown_table(header, table_rows), rows
 
 
+def _pm(mean: float, std: float) -> str:
+    """``mean ± std`` in percent; the std is left out for one seed."""
+    std_txt = '' if math.isnan(std) else f' ± {100 * std:.1f}'
+    return f'{100 * mean:.1f}{std_txt}'
+
+
 def plot(rows: List[dict], metric: str, path: str) -> None:
+    """Bars of the best value per run (dots: seeds) and, beside them, each
+    run's validation curve averaged over its seeds."""
     plt = au.use_agg()
     colours = {'CLCR (full)': 'tab:red', 'baseline': 'tab:blue',
                'unimodal': 'tab:gray', 'ablation': 'tab:orange',
                'CLCR variant': 'tab:purple', 'other': 'tab:green'}
-    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(rows) + 1), 3.8))
+    fig, (ax, curve_ax) = plt.subplots(
+        1, 2, figsize=(max(5, 0.8 * len(rows) + 1) + 5, 3.8),
+        gridspec_kw=dict(width_ratios=[max(5, 0.8 * len(rows) + 1), 5]))
     xs = range(len(rows))
     means = [100 * r['mean'] for r in rows]
     errs = [0 if math.isnan(r['std']) else 100 * r['std'] for r in rows]
@@ -355,6 +374,19 @@ def plot(rows: List[dict], metric: str, path: str) -> None:
     used = [g for g in colours if any(r['group'] == g for r in rows)]
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[g]) for g in used]
     ax.legend(handles, used, fontsize=7, loc='upper right')
+    styles = ['-', '--', ':', '-.']
+    for i, r in enumerate(rows):
+        length = min(len(c) for c in r['curves'])
+        curve = [100 * sum(c[e] for c in r['curves']) / len(r['curves'])
+                 for e in range(length)]
+        curve_ax.plot(range(1, length + 1), curve, styles[i % len(styles)],
+                      marker='o', ms=3, label=r['name'],
+                      color=colours.get(r['group'], 'tab:green'))
+    curve_ax.set_xlabel('epoch')
+    curve_ax.set_ylabel(f'val {metric} (%), mean over seeds')
+    curve_ax.set_ylim(0, 100)
+    curve_ax.grid(alpha=0.3)
+    curve_ax.legend(fontsize=6, loc='lower right')
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
