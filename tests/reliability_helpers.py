@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
+import pytest
+import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
+from clcr_mm.datasets.mmsa_dataset import clear_mmsa_cache
 from clcr_mm.registry import HOOKS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -201,3 +204,17 @@ def runner_from(cfg: Config, work_dir: Path) -> Runner:
     cfg.work_dir = str(work_dir)
     cfg.launcher = 'none'
     return Runner(**{key: cfg.get(key) for key in RUNNER_KEYS})
+
+
+@pytest.fixture(autouse=True)
+def fresh_mmsa_cache_one_thread():
+    """Each test reads its own pickle, and runs torch single-threaded: the
+    inputs are tiny, and on a loaded 2-core machine OpenMP threads waiting
+    for each other made in-process runs several times slower. (Subprocess
+    runs get OMP_NUM_THREADS=1 from subprocess_env.)"""
+    clear_mmsa_cache()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    clear_mmsa_cache()

@@ -6,27 +6,17 @@ import logging
 import math
 import sys
 
-import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 from reliability_helpers import (RUNNER_KEYS, runner_from, scalars,
                                  tiny_mosi_config, write_mmsa_pickle)
+from reliability_helpers import \
+    fresh_mmsa_cache_one_thread  # noqa: F401  (autouse fixture)
 from tool_loader import load_tool
 
-from clcr_mm.datasets.mmsa_dataset import clear_mmsa_cache
 from clcr_mm.tools_utils import without_yapf
-
-
-@pytest.fixture(autouse=True)
-def _fresh_mmsa_cache_one_thread():
-    clear_mmsa_cache()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    clear_mmsa_cache()
 
 
 def _tiny_cfg(tmp_path, extra: str = '') -> Config:

@@ -19,22 +19,9 @@ from reliability_helpers import (CRASH_ENV, REPO, finish, free_port,
                                  runner_from, scalars, start_train,
                                  subprocess_env, tiny_mosi_config,
                                  write_mmsa_pickle)
+from reliability_helpers import \
+    fresh_mmsa_cache_one_thread  # noqa: F401  (autouse fixture)
 
-from clcr_mm.datasets.mmsa_dataset import clear_mmsa_cache
-
-
-@pytest.fixture(autouse=True)
-def _fresh_mmsa_cache_one_thread():
-    """Each test reads its own pickle, and runs torch single-threaded: the
-    inputs are tiny, and on a loaded 2-core machine OpenMP threads waiting
-    for each other made in-process runs several times slower. (Subprocess
-    runs get OMP_NUM_THREADS=1 from subprocess_env.)"""
-    clear_mmsa_cache()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    clear_mmsa_cache()
 
 
 def _default_custom_hooks() -> list:
