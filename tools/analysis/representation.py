@@ -52,8 +52,8 @@ from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import analysis_utils as au  # noqa: E402
+from clcr_mm.models.utils import LEVELS  # noqa: E402
 
-LEVELS = ('shallow', 'mid', 'deep')
 DEFAULT_DECAY = dict(ridge=10.0, logistic=1e-2)
 
 

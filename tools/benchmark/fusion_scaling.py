@@ -42,8 +42,8 @@ import torch
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import bench_utils as bu  # noqa: E402
+from clcr_mm.models.utils import LEVELS  # noqa: E402
 
-LEVELS = ('shallow', 'mid', 'deep')
 SWEEPS = ('tokens', 'ratio', 'fixed_k', 'intercad')
 
 

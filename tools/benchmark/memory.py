@@ -45,12 +45,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'late and concatenation fusion.')
     ms.add_model_args(parser)
     parser.add_argument(
-        '--variants',
-        nargs='+',
-        default=list(bu.VARIANTS),
-        choices=bu.VARIANTS,
-        help='fusions to compare (default: all three)')
-    parser.add_argument(
         '--steps',
         type=int,
         default=2,

@@ -69,12 +69,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'and concatenation fusion on the same encoders and inputs.')
     add_model_args(parser)
     parser.add_argument(
-        '--variants',
-        nargs='+',
-        default=list(bu.VARIANTS),
-        choices=bu.VARIANTS,
-        help='fusions to compare (default: all three)')
-    parser.add_argument(
         '--repeats',
         type=int,
         default=7,
@@ -135,8 +129,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared with ``memory.py`` and ``pipeline_throughput.py``:
-    which model, which inputs, which device."""
+    """Arguments shared with ``memory.py``: which model, which fusion
+    variants, which inputs, which device."""
+    parser.add_argument(
+        '--variants',
+        nargs='+',
+        default=list(bu.VARIANTS),
+        choices=bu.VARIANTS,
+        help='fusions to compare (default: all three)')
     parser.add_argument(
         '--preset',
         choices=('synthetic', 'ucf101'),

@@ -1,5 +1,8 @@
 from .baseline_fusion import ConcatFusion, LateFusion
 from .inter_cad import InterCAD
-from .intra_ced import IntraCED, TokenBudget
+from .intra_ced import IntraCED, TokenBudget, factorisation_layers
 
-__all__ = ['IntraCED', 'TokenBudget', 'InterCAD', 'ConcatFusion', 'LateFusion']
+__all__ = [
+    'IntraCED', 'TokenBudget', 'factorisation_layers', 'InterCAD',
+    'ConcatFusion', 'LateFusion'
+]

@@ -91,6 +91,46 @@ class TokenBudget(nn.Module):
         return selected, weight.unsqueeze(-1)
 
 
+def factorisation_layers(
+    modalities: Sequence[str], embed_dims: int, tie_shared: bool,
+    token_budget: Optional[dict]
+) -> Tuple[nn.ModuleDict, nn.ModuleDict, Optional[nn.ModuleDict]]:
+    """The shared/private factorisation of one level, per modality.
+
+    ``S_m = LN(W_s X_m)`` and ``P_m = LN(W_p X_m)`` (W_s optionally tied
+    across modalities, W_p never), and a :class:`TokenBudget` per modality.
+    Shared by IntraCED and by exchange modules that replace it (e.g.
+    ``projects/bottleneck_exchange``), so their parameters keep the same
+    names and shapes.
+
+    Args:
+        modalities (Sequence[str]): Modality names.
+        embed_dims (int): Token width d.
+        tie_shared (bool): One W_s for every modality.
+        token_budget (dict, optional): Keyword arguments of
+            :class:`TokenBudget`; None for no budget.
+
+    Returns:
+        tuple: ``shared_proj`` and ``private_proj`` (modality -> Linear +
+        LayerNorm) and ``budgets`` (modality -> TokenBudget, or None).
+    """
+
+    def projection() -> nn.Module:
+        return nn.Sequential(
+            nn.Linear(embed_dims, embed_dims), nn.LayerNorm(embed_dims))
+
+    tied = projection() if tie_shared else None
+    shared_proj = nn.ModuleDict(
+        {m: tied or projection()
+         for m in modalities})
+    private_proj = nn.ModuleDict({m: projection() for m in modalities})
+    budgets = nn.ModuleDict({
+        m: TokenBudget(embed_dims, **token_budget)
+        for m in modalities
+    }) if token_budget is not None else None
+    return shared_proj, private_proj, budgets
+
+
 @MODELS.register_module()
 class IntraCED(BaseModule):
     """Intra-Level Co-Exchange Domain for one semantic level.
@@ -134,21 +174,9 @@ class IntraCED(BaseModule):
         self.exchange = exchange
         self.dropout = dropout
 
-        def projection() -> nn.Module:
-            return nn.Sequential(
-                nn.Linear(embed_dims, embed_dims), nn.LayerNorm(embed_dims))
-
-        tied = projection() if tie_shared else None
-        self.shared_proj = nn.ModuleDict(
-            {m: tied or projection()
-             for m in self.modalities})
-        self.private_proj = nn.ModuleDict(
-            {m: projection()
-             for m in self.modalities})
-        self.budgets = nn.ModuleDict({
-            m: TokenBudget(embed_dims, **token_budget)
-            for m in self.modalities
-        }) if token_budget is not None else None
+        self.shared_proj, self.private_proj, self.budgets = \
+            factorisation_layers(self.modalities, embed_dims, tie_shared,
+                                 token_budget)
         if exchange:
             self.query_norm = nn.LayerNorm(embed_dims)
             self.q = nn.Linear(embed_dims, embed_dims)

@@ -8,7 +8,8 @@ level. Multimodal Bottleneck Transformers (MBT, Nagrani et al., NeurIPS
 tokens. This module keeps everything CLCR asks of an intra-level exchange
 and swaps only the exchange itself:
 
-1. Factorise (as IntraCED): ``S_m = LN(W_s X_m)``, ``P_m = LN(W_p X_m)``.
+1. Factorise with IntraCED's own layers (``factorisation_layers``):
+   ``S_m = LN(W_s X_m)``, ``P_m = LN(W_p X_m)``.
 2. Budget (CLCR's :class:`~clcr_mm.models.necks.TokenBudget`, reused as is):
    each modality offers its top-k shared tokens, value-weighted by their
    scores.
@@ -38,7 +39,8 @@ import torch.nn.functional as F
 from mmaction.registry import MODELS
 from mmengine.model import BaseModule
 
-from clcr_mm.models.necks import TokenBudget
+from clcr_mm.models.necks import factorisation_layers
+from clcr_mm.models.utils import check_modalities, modality_presence
 
 
 class _Attention(nn.Module):
@@ -142,22 +144,9 @@ class BottleneckExchange(BaseModule):
                 f'num_bottlenecks must be >= 1, got {num_bottlenecks}')
         self.modalities = tuple(modalities)
         self.embed_dims = embed_dims
-
-        def projection() -> nn.Module:
-            return nn.Sequential(
-                nn.Linear(embed_dims, embed_dims), nn.LayerNorm(embed_dims))
-
-        tied = projection() if tie_shared else None
-        self.shared_proj = nn.ModuleDict(
-            {m: tied or projection()
-             for m in self.modalities})
-        self.private_proj = nn.ModuleDict(
-            {m: projection()
-             for m in self.modalities})
-        self.budgets = nn.ModuleDict({
-            m: TokenBudget(embed_dims, **token_budget)
-            for m in self.modalities
-        }) if token_budget is not None else None
+        self.shared_proj, self.private_proj, self.budgets = \
+            factorisation_layers(self.modalities, embed_dims, tie_shared,
+                                 token_budget)
         self.bottleneck = nn.Parameter(
             torch.zeros(1, num_bottlenecks, embed_dims))
         nn.init.trunc_normal_(self.bottleneck, std=0.02)
@@ -188,17 +177,11 @@ class BottleneckExchange(BaseModule):
             rho; empty without a budget) and ``num_selected`` (m -> tokens
             each modality wrote, an int).
         """
-        missing = [m for m in self.modalities if m not in tokens]
-        if missing:
-            raise KeyError(f'BottleneckExchange was built for modalities '
-                           f'{self.modalities} but got no tokens for '
-                           f'{missing}')
+        check_modalities(tokens, self.modalities, type(self).__name__)
         first = tokens[self.modalities[0]]
         batch = first.shape[0]
-        if modality_mask is None:
-            present = first.new_ones(batch, len(self.modalities), dtype=bool)
-        else:
-            present = modality_mask.to(device=first.device, dtype=torch.bool)
+        present = modality_presence(modality_mask, self.modalities, batch,
+                                    first.device)
         shared_in = {
             m: self.shared_proj[m](tokens[m])
             for m in self.modalities
