@@ -269,3 +269,20 @@ def test_compiled_fusion_trains_and_matches_eager():
     losses = compiled(inputs, samples, mode='loss')
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
     assert compiled.inter_cad.anchors.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('schedule', ['adamw_short', 'adam_mmsa', 'sgd_100e'])
+def test_budget_ratios_get_no_weight_decay(schedule):
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    cfg = Config.fromfile(f'configs/_base_/schedules/{schedule}.py')
+    cfg.optim_wrapper.optimizer.pop('fused')
+    model = MODELS.build(tiny_model_cfg())
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    decay = {id(p): g['weight_decay'] for g in wrapper.optimizer.param_groups
+             for p in g['params']}
+    logits = [p for n, p in model.named_parameters() if n.endswith('.logit')]
+    assert len(logits) == 6  # three levels x two modalities
+    assert all(decay[id(p)] == 0 for p in logits)
+    scorer = model.intra_ced['deep'].budgets['a'].scorer.weight
+    assert decay[id(scorer)] == cfg.optim_wrapper.optimizer.weight_decay > 0

@@ -10,7 +10,10 @@ optim_wrapper = dict(
     # gates), see docs/performance.md.
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4,
                    fused=True),
-    clip_grad=dict(max_norm=5.0))
+    clip_grad=dict(max_norm=5.0),
+    # no weight decay on the token budgets' ratio logits: decay would pull
+    # every rho towards the middle of its range, a budget prior nobody set
+    paramwise_cfg=dict(custom_keys={'.logit': dict(decay_mult=0.0)}))
 
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,

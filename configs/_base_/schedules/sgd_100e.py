@@ -11,7 +11,10 @@ optim_wrapper = dict(
     # gates), see docs/performance.md.
     optimizer=dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=1e-4,
                    fused=True),
-    clip_grad=dict(max_norm=40, norm_type=2))
+    clip_grad=dict(max_norm=40, norm_type=2),
+    # no weight decay on the token budgets' ratio logits: decay would pull
+    # every rho towards the middle of its range, a budget prior nobody set
+    paramwise_cfg=dict(custom_keys={'.logit': dict(decay_mult=0.0)}))
 
 param_scheduler = [
     dict(type='MultiStepLR', by_epoch=True, begin=0, end=100,
