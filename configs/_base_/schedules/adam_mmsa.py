@@ -13,9 +13,10 @@ optim_wrapper = dict(
                    fused=True),
     clip_grad=dict(max_norm=1.0))
 
+# Neither `end` nor `T_max`: mmengine's Runner ends the cosine at
+# train_cfg.max_epochs, so overriding max_epochs rescales it.
 param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, T_max=40,
-         eta_min=1e-5)
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, eta_min=1e-5)
 ]
 
 auto_scale_lr = dict(enable=False, base_batch_size=32)
