@@ -14,7 +14,7 @@ from clcr_mm.datasets.mmsa_dataset import (MMSAFeatureDataset,
                                            load_mmsa_pickle)
 from clcr_mm.datasets.transforms.sequence import PadSequenceFeatures
 from clcr_mm.registry import DATASETS
-from clcr_mm.utils import register_all_modules
+from clcr_mm import register_all_modules
 from tool_loader import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
