@@ -30,7 +30,6 @@ def tiny_runner(config: str, work_dir: Path, data_root: str = None,
         if data_root is not None:
             cfg[loader].dataset.data_root = data_root
     cfg.train_cfg.update(max_epochs=1, val_interval=1)
-    cfg.param_scheduler = []
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.update(save_best=None, max_keep_ckpts=1)
     cfg.work_dir = str(work_dir)
