@@ -14,14 +14,13 @@ from typing import Dict, List, Optional
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
+# runner_from and RUNNER_KEYS are imported from here by the tests.
+from runner_utils import REPO, RUNNER_KEYS, runner_from  # noqa: F401
 
 from clcr_mm.datasets.mmsa_dataset import clear_mmsa_cache
 from clcr_mm.registry import HOOKS
 
-REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 MOSI_DIMS = dict(text=768, audio=5, vision=20)
 CRASH_ENV = 'CLCR_TEST_KILL_AFTER_ITER'
@@ -188,22 +187,6 @@ def scalars(work_dir: Path) -> List[List[dict]]:
         runs.append([{k: v for k, v in line.items() if k not in TIMING_KEYS}
                      for line in lines])
     return runs
-
-
-RUNNER_KEYS = ('model', 'work_dir', 'train_dataloader', 'val_dataloader',
-               'test_dataloader', 'train_cfg', 'val_cfg', 'test_cfg',
-               'optim_wrapper', 'param_scheduler', 'val_evaluator',
-               'test_evaluator', 'default_hooks', 'custom_hooks',
-               'env_cfg', 'log_processor', 'visualizer', 'default_scope',
-               'randomness', 'load_from', 'resume', 'launcher')
-
-
-def runner_from(cfg: Config, work_dir: Path) -> Runner:
-    """A Runner from the config's fields, in this process. (Given the
-    Config itself, the Runner formats it with yapf, seconds per call.)"""
-    cfg.work_dir = str(work_dir)
-    cfg.launcher = 'none'
-    return Runner(**{key: cfg.get(key) for key in RUNNER_KEYS})
 
 
 @pytest.fixture(autouse=True)
