@@ -159,7 +159,7 @@ def test_torchrun_two_cpu_processes_evaluate_every_sample_once(tmp_path):
     assert val['num_samples'] == 5  # ModalityMaskCounterHook, deduplicated
     (train, ) = [s for s in log if 'train_num_samples' in s]
     assert train['train_num_samples'] == 7
-    assert 'train epoch 1: modality missing (zero-filled) in 7 samples' \
+    assert 'Epoch(train) [1]: modality missing (zero-filled) in 7 samples' \
         in out
 
 
@@ -267,16 +267,16 @@ def test_zero_filled_audio_is_counted_every_epoch(tmp_path):
 
     (log_file, ) = (tmp_path / 'work').glob('*/*.log')
     log = log_file.read_text()
-    for line in ('train epoch 1: modality missing (zero-filled) in 4 '
+    for line in ('Epoch(train) [1]: modality missing (zero-filled) in 4 '
                  'samples: rgb=0, audio=1',
-                 'train epoch 2: modality missing (zero-filled) in 4 '
+                 'Epoch(train) [2]: modality missing (zero-filled) in 4 '
                  'samples: rgb=0, audio=1',
-                 'val epoch 1: modality missing (zero-filled) in 2 samples: '
-                 'rgb=0, audio=1',
-                 'val epoch 2: modality missing (zero-filled) in 2 samples: '
-                 'rgb=0, audio=1',
-                 'test epoch 2: modality missing (zero-filled) in 2 samples: '
-                 'rgb=0, audio=1'):
+                 'Epoch(val) [1]: modality missing (zero-filled) in 2 '
+                 'samples: rgb=0, audio=1',
+                 'Epoch(val) [2]: modality missing (zero-filled) in 2 '
+                 'samples: rgb=0, audio=1',
+                 'Epoch(test): modality missing (zero-filled) in 2 '
+                 'samples: rgb=0, audio=1'):
         assert line in log, line
     (run_log, ) = scalars(tmp_path / 'work')
     train = [s for s in run_log if 'train_missing_audio' in s]
