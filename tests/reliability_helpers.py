@@ -73,7 +73,8 @@ seq = dict(text={seq_len}, audio={seq_len}, vision={seq_len})
 pipe = [
     dict(type='PadSequenceFeatures', keys=('text', 'audio', 'vision'),
          seq_len=seq),
-    dict(type='PackActionInputs', collect_keys=('text', 'audio', 'vision'),
+    dict(type='PackMultiModalInputs',
+         collect_keys=('text', 'audio', 'vision'),
          algorithm_keys=('modality_mask', ), meta_keys=('sample_id', ))
 ]
 

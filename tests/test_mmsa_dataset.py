@@ -93,7 +93,7 @@ def test_unaligned_truncates_pads_and_clips_lengths(tmp_path):
             dict(type='PadSequenceFeatures',
                  keys=('text', 'audio', 'vision'),
                  seq_len=dict(audio=50, vision=600)),
-            dict(type='PackActionInputs',
+            dict(type='PackMultiModalInputs',
                  collect_keys=('text', 'audio', 'vision'),
                  algorithm_keys=('modality_mask', ),
                  meta_keys=('sample_id', 'seq_lengths'))

@@ -193,7 +193,7 @@ def test_project_data_pipelines_build_in_mmaction_scope(tmp_path,
         dataset = DATASETS.build(dataset_cfg)
         names = [type(t).__name__ for t in dataset.pipeline.transforms]
         assert names == ['KeyMapper', 'LoadAudio', 'AudioClipSample',
-                         'LogMelSpectrogram', 'PackActionInputs']
+                         'LogMelSpectrogram', 'PackMultiModalInputs']
         assert dataset.get_data_info(0)['label'] == 3
 
 
@@ -262,6 +262,23 @@ def test_clcr_parts_from_mmaction_scope_with_custom_imports(tmp_path):
     assert type(head.loss_cls).__name__ == 'L1Loss'
     out = neck(dict(a=torch.randn(2, 5, 16), b=torch.randn(2, 3, 16)))
     assert out['shared']['b'].shape == (2, 3, 16)
+
+
+@pytest.mark.parametrize('scope', ['clcr_mm', 'mmaction'])
+def test_one_transform_name_builds_one_class_in_every_scope(scope):
+    """``PackActionInputs`` is mmaction2's in both scopes; ours has its own
+    name and is reached from mmaction2 configs by ``clcr_mm.``."""
+    from mmaction.datasets.transforms import PackActionInputs
+    from mmaction.registry import TRANSFORMS
+
+    from clcr_mm.datasets.transforms import PackMultiModalInputs
+    ours = 'PackMultiModalInputs' if scope == 'clcr_mm' else \
+        'clcr_mm.PackMultiModalInputs'
+    with DefaultScope.overwrite_default_scope(scope):
+        assert type(TRANSFORMS.build(
+            dict(type='PackActionInputs'))) is PackActionInputs
+        assert type(TRANSFORMS.build(
+            dict(type=ours, collect_keys=('a', )))) is PackMultiModalInputs
 
 
 def test_project_module_resolves_from_both_scopes(project_path):
