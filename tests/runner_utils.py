@@ -37,12 +37,14 @@ def tiny_runner(config: str, work_dir: Path, data_root: str = None,
     return runner_from(cfg, work_dir)
 
 
+# Every argument of Runner.__init__ that a config sets.
 RUNNER_KEYS = ('model', 'work_dir', 'train_dataloader', 'val_dataloader',
                'test_dataloader', 'train_cfg', 'val_cfg', 'test_cfg',
-               'optim_wrapper', 'param_scheduler', 'val_evaluator',
-               'test_evaluator', 'default_hooks', 'custom_hooks',
-               'env_cfg', 'log_processor', 'visualizer', 'default_scope',
-               'randomness', 'load_from', 'resume', 'launcher')
+               'auto_scale_lr', 'optim_wrapper', 'param_scheduler',
+               'val_evaluator', 'test_evaluator', 'default_hooks',
+               'custom_hooks', 'env_cfg', 'log_processor', 'log_level',
+               'visualizer', 'default_scope', 'randomness', 'load_from',
+               'resume', 'launcher')
 
 
 def runner_from(cfg: Config, work_dir: Path) -> Runner:
@@ -61,4 +63,5 @@ def runner_from(cfg: Config, work_dir: Path) -> Runner:
     """
     cfg.work_dir = str(work_dir)
     cfg.launcher = 'none'
-    return Runner(**{key: cfg.get(key) for key in RUNNER_KEYS})
+    # Keys the config lacks keep the Runner's defaults, as in from_cfg.
+    return Runner(**{key: cfg[key] for key in RUNNER_KEYS if key in cfg})

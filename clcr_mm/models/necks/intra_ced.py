@@ -131,6 +131,30 @@ def factorisation_layers(
     return shared_proj, private_proj, budgets
 
 
+def prenorm_ffn(embed_dims: int, ffn_ratio: float,
+                dropout: float) -> nn.Sequential:
+    """The pre-norm feed-forward block that follows an exchange.
+
+    ``LN -> Linear(d, r*d) -> GELU -> Dropout -> Linear(r*d, d) -> Dropout``;
+    the caller adds its output to the input (residual). Shared by IntraCED
+    and by exchange modules that replace it, like
+    :func:`factorisation_layers`.
+
+    Args:
+        embed_dims (int): Token width d.
+        ffn_ratio (float): Hidden width r, in d.
+        dropout (float): Dropout after the activation and the output.
+
+    Returns:
+        nn.Sequential: Maps (..., d) to (..., d).
+    """
+    hidden = int(embed_dims * ffn_ratio)
+    return nn.Sequential(
+        nn.LayerNorm(embed_dims), nn.Linear(embed_dims, hidden), nn.GELU(),
+        nn.Dropout(dropout), nn.Linear(hidden, embed_dims),
+        nn.Dropout(dropout))
+
+
 @MODELS.register_module()
 class IntraCED(BaseModule):
     """Intra-Level Co-Exchange Domain for one semantic level.
@@ -186,12 +210,7 @@ class IntraCED(BaseModule):
             # other modality is absent attends to it and receives nothing,
             # instead of a softmax over an empty set.
             self.null_key = nn.Parameter(torch.zeros(1, 1, embed_dims))
-            self.ffn = nn.Sequential(
-                nn.LayerNorm(embed_dims),
-                nn.Linear(embed_dims, int(embed_dims * ffn_ratio)),
-                nn.GELU(), nn.Dropout(dropout),
-                nn.Linear(int(embed_dims * ffn_ratio), embed_dims),
-                nn.Dropout(dropout))
+            self.ffn = prenorm_ffn(embed_dims, ffn_ratio, dropout)
 
     def forward(self,
                 tokens: Dict[str, torch.Tensor],

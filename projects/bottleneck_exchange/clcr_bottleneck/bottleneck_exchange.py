@@ -40,6 +40,7 @@ from mmaction.registry import MODELS
 from mmengine.model import BaseModule
 
 from clcr_mm.models.necks import factorisation_layers
+from clcr_mm.models.necks.intra_ced import prenorm_ffn
 from clcr_mm.models.utils import check_modalities, modality_presence
 
 
@@ -152,12 +153,7 @@ class BottleneckExchange(BaseModule):
         nn.init.trunc_normal_(self.bottleneck, std=0.02)
         self.write = _Attention(embed_dims, num_heads, dropout)
         self.read = _Attention(embed_dims, num_heads, dropout)
-        self.ffn = nn.Sequential(
-            nn.LayerNorm(embed_dims),
-            nn.Linear(embed_dims, int(embed_dims * ffn_ratio)), nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(int(embed_dims * ffn_ratio), embed_dims),
-            nn.Dropout(dropout))
+        self.ffn = prenorm_ffn(embed_dims, ffn_ratio, dropout)
 
     def forward(self,
                 tokens: Dict[str, torch.Tensor],
