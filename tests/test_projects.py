@@ -339,6 +339,26 @@ def test_bottleneck_exchange_interface_and_no_private_leak(project_path):
     assert all(g is None or torch.all(g == 0) for g in grads)
 
 
+@pytest.mark.parametrize('subspace', ['private_proj', 'shared_proj'])
+def test_bottleneck_exchange_private_noise_stays_private(project_path,
+                                                         subspace):
+    """Noise added to P_a (by a forward hook on a's private projection)
+    changes no other modality's exchanged shared tokens; the same noise on
+    S_a does. Unlike a gradient check on the projection's parameters, this
+    fails if P_a ever reaches the exchange by any path."""
+    exchange = _exchange().eval()
+    tokens = _tokens()
+    clean = exchange(tokens)
+    handle = getattr(exchange, subspace)['a'].register_forward_hook(
+        lambda module, args, out: out + 3 * torch.randn_like(out))
+    noisy = exchange(tokens)
+    handle.remove()
+    for m in ('b', 'c'):
+        same = torch.allclose(clean['shared'][m], noisy['shared'][m],
+                              atol=1e-6)
+        assert same == (subspace == 'private_proj'), m
+
+
 def test_bottleneck_exchange_ignores_absent_modality(project_path):
     exchange = _exchange().eval()
     tokens = _tokens()
