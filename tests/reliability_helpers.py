@@ -100,11 +100,7 @@ val_dataloader = dict(**loader, dataset=dict(data_root=data_root,
                                              pipeline=pipe))
 test_dataloader = dict(**loader, dataset=dict(data_root=data_root,
                                               pipeline=pipe))
-train_cfg = dict(max_epochs=2)
-param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, T_max=2,
-         eta_min=1e-5)
-]
+train_cfg = dict(max_epochs=2)  # the base's cosine follows
 default_hooks = dict(logger=dict(interval=1), checkpoint={checkpoint!r})
 randomness = dict(seed=0, deterministic=True)
 '''
