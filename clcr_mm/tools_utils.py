@@ -9,7 +9,7 @@ from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
+def add_runner_args(parser: argparse.ArgumentParser) -> None:
     """Add mmaction2's ``--work-dir``, ``--cfg-options``, ``--launcher`` and
     ``--local_rank`` arguments.
 

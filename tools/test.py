@@ -8,7 +8,7 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import clcr_mm  # noqa: F401  (registers CLCR; patches mmaction2 1.2.0)
-from clcr_mm.tools_utils import (add_common_args, apply_common_args,
+from clcr_mm.tools_utils import (add_runner_args, apply_common_args,
                                   init_dist_without_cuda, parse_common,
                                   setup_cfg_for_launch, without_yapf)
 
@@ -27,7 +27,7 @@ def parse_args() -> argparse.Namespace:
         nargs='+',
         default=None,
         help='modalities treated as missing at test time')
-    add_common_args(parser)
+    add_runner_args(parser)
     return parse_common(parser)
 
 

@@ -14,7 +14,8 @@ default_hooks = dict(
 # NonFiniteLossHook stops the run with the iteration and the loss term
 # responsible when any logged loss becomes NaN/inf. ModalityMaskCounterHook
 # logs, per train/val/test epoch, how many samples had each modality missing
-# (zero-filled, modality_mask False). ReseedHook reseeds the RNGs from
+# (zero-filled by the pipeline, modality_mask False, or removed by the
+# model's test_cfg.missing_modalities). ReseedHook reseeds the RNGs from
 # (seed, epoch, iter), so `tools/train.py --resume` repeats the
 # uninterrupted run exactly (mmengine does not checkpoint RNG states).
 custom_hooks = [
