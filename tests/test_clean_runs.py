@@ -3,6 +3,7 @@
 NaN/inf into a checkpoint (``last_checkpoint`` always resumes), and
 ``tools/train.py --test-after`` tests the checkpoint chosen on validation."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -241,6 +242,16 @@ def test_train_test_after_tests_best_then_last(tmp_path):
     assert set(result['metrics']) >= {'mae', 'corr'}
     assert f'--test-after: testing {best}' in out
     assert 'Epoch(test) [3/3]' in out  # the test split
+    # tools/test.py on the same checkpoint reports the same numbers
+    proc = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'test.py'), str(config),
+         str(best), '--work-dir', str(tmp_path / 'test')],
+        cwd=str(tmp_path), env=subprocess_env(), stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    mae = re.search(r'Epoch\(test\) \[3/3\].*  mae: (\S+)', proc.stdout)
+    assert float(mae.group(1)) == pytest.approx(result['metrics']['mae'],
+                                                abs=1e-4)
 
     work = tmp_path / 'last'
     proc = start_train(config, work, '--test-after', '--no-validate')
