@@ -133,10 +133,15 @@ def test_nonfinite_gradient_at_epoch_end_is_skipped_not_saved(
     with pytest.raises(FloatingPointError) as err:
         runner.train()
     msg = err.value.args[0]
-    assert 'non-finite weights or optimizer state after iteration 2 ' \
-        '(epoch 1)' in msg
+    assert 'non-finite weights or optimizer state after epoch 1 ' \
+        '(iteration 2)' in msg
     assert 'nothing was saved' in msg
     assert f'No checkpoint has been saved in {unguarded} yet' in msg
+    assert not list(unguarded.glob('*.pth'))
+    # any other save of these weights is refused too (e.g. save_best)
+    with pytest.raises(FloatingPointError, match='in the checkpoint about '
+                       'to be saved'):
+        runner.save_checkpoint(str(unguarded), 'best.pth')
     assert not list(unguarded.glob('*.pth'))
 
     guarded = tmp_path / 'guarded'
@@ -152,8 +157,8 @@ def test_nonfinite_gradient_at_epoch_end_is_skipped_not_saved(
     assert skips[0] == (2, 1)
     assert [n for _, n in skips] == list(range(1, len(skips) + 1))
     (log_file, ) = guarded.glob('*/*.log')
-    assert 'iteration 2 (epoch 1): non-finite gradients in' in \
-        log_file.read_text()
+    assert 'iteration 2 (epoch 1): gradient norm nan, non-finite ' \
+        'gradients in' in log_file.read_text()
 
     # last_checkpoint resumes and training goes on to the end (its
     # weights are step 1's, so steps keep being skipped, within the limit
@@ -214,7 +219,7 @@ def test_nonfinite_gradient_can_stop_the_run(tmp_path, synthetic_av):
     with pytest.raises(FloatingPointError) as err:
         runner.train()
     msg = err.value.args[0]
-    assert 'iteration 2 (epoch 1): non-finite gradients in' in msg
+    assert 'iteration 2 (epoch 1): gradient norm nan' in msg
     assert 'stopped before the optimizer step' in msg
     assert nonfinite_tensors(runner.model.state_dict()) == []
 

@@ -16,7 +16,9 @@ SKIPS_KEY = 'train/nonfinite_grad_skips'
 class NonFiniteGradHook(Hook):
     """Keep NaN/inf gradients out of the weights.
 
-    A finite loss can still have non-finite gradients (an overflow in the
+    A step is skipped or stopped when the total gradient norm (the one
+    ``clip_grad`` computes and logs as ``grad_norm``) is NaN or inf. A
+    finite loss can still have non-finite gradients (an overflow in the
     backward pass, e.g. after an exploding learning rate); mmengine's
     ``OptimWrapper`` would step with them and write NaN into every weight.
     This hook registers a step pre-hook on each optimizer
@@ -92,9 +94,10 @@ class NonFiniteGradHook(Hook):
         ]
         if not params:
             return
-        finite = torch.stack(
-            [torch.isfinite(p.grad).all() for p in params]).all()
-        if finite:
+        # one fused norm over all gradients (what clip_grad computes); the
+        # per-tensor scan below only runs to name the culprits
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if torch.isfinite(norm):
             self._consecutive = 0
             return
         names = {id(p): n for n, p in runner.model.named_parameters()}
@@ -103,8 +106,8 @@ class NonFiniteGradHook(Hook):
             if not torch.isfinite(p.grad).all()
         ]
         where = (f'iteration {runner.iter + 1} (epoch {runner.epoch + 1}): '
-                 f'non-finite gradients in {len(bad)} of {len(params)} '
-                 f'parameters ({summarize(bad)})')
+                 f'gradient norm {float(norm)}, non-finite gradients in '
+                 f'{len(bad)} of {len(params)} parameters ({summarize(bad)})')
         if self.action == 'raise':
             raise FloatingPointError(
                 f'{where}; stopped before the optimizer step, so the weights '
