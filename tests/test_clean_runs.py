@@ -2,6 +2,7 @@
 2-process ``torchrun`` jobs exit with 0, exploding learning rates never put
 NaN/inf into a checkpoint (``last_checkpoint`` always resumes), and
 ``tools/train.py --test-after`` tests the checkpoint chosen on validation."""
+import contextlib
 import json
 import re
 import subprocess
@@ -101,6 +102,29 @@ def test_torchrun_two_processes_exit_zero_three_times(
         assert 'Distributed training: True' in out
         assert 'Epoch(val) [1][1/1]' in out
         assert (work / 'epoch_1.pth').is_file()
+
+
+@pytest.mark.parametrize('fails', [False, True])
+def test_process_group_destroyed_after_success_and_error(tmp_path, fails):
+    """The tools' process group ends with the run, and an error in the run
+    still propagates (after the group is destroyed, without the barrier
+    that the other ranks might never reach)."""
+    import torch.distributed as dist
+
+    from clcr_mm.tools_utils import process_group_destroyed_at_exit
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store',
+                            rank=0, world_size=1)
+    try:
+        with pytest.raises(RuntimeError, match='run failed') if fails \
+                else contextlib.nullcontext():
+            with process_group_destroyed_at_exit():
+                assert dist.is_initialized()
+                if fails:
+                    raise RuntimeError('run failed')
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 # ----------------------------------------------------------------------
