@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
-from reliability_helpers import (REPO, finish, free_port, scalars,
-                                 start_train, subprocess_env,
+from reliability_helpers import (REPO, finish, free_port, runner_from,
+                                 scalars, start_train, subprocess_env,
                                  tiny_mosi_config, write_mmsa_pickle)
 from reliability_helpers import \
     fresh_mmsa_cache_one_thread  # noqa: F401  (autouse fixture)
@@ -282,11 +282,18 @@ def test_train_test_after_tests_best_then_last(tmp_path):
     assert float(mae.group(1)) == pytest.approx(result['metrics']['mae'],
                                                 abs=1e-4)
 
+    # no validation, so no best: the last checkpoint (in-process: the
+    # command line is covered above)
+    train = load_tool('train.py')
+    cfg = Config.fromfile(str(config))
+    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
     work = tmp_path / 'last'
-    proc = start_train(config, work, '--test-after', '--no-validate')
-    out = finish(proc)
-    assert proc.returncode == 0, out[-3000:]
+    runner = runner_from(cfg, work)
+    runner.train()
+    metrics = train.test_after_training(runner)
     result = json.loads((work / 'test_after.json').read_text())
-    assert result['checkpoint'] == str(work / 'epoch_2.pth')
-    assert 'no best checkpoint' in out and 'testing the last' in out
-    assert 'Epoch(test) [3/3]' in out
+    assert result == dict(checkpoint=str(work / 'epoch_2.pth'),
+                          metrics=pytest.approx(metrics))
+    (log_file, ) = work.glob('*/*.log')
+    assert '--test-after: no best checkpoint' in log_file.read_text()
+    assert 'Epoch(test) [3/3]' in log_file.read_text()
