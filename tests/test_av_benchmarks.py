@@ -229,16 +229,16 @@ def test_kinetics_sounds_rerun_uses_probe_cache(ks_root, tmp_path):
     num_files = first['probe']['probed']
     assert num_files == 6  # every annotated KS clip on disk, once
     again = ks_tool.prepare(str(root), workers=1, progress=False)
-    assert again['probe'] == dict(probed=0, cached=num_files)
+    assert again['probe'] == dict(probed=0, cached=num_files, crashed=0)
     assert again['splits'] == first['splits']
     # A repaired download is probed again and joins the list.
     write_mp4(root / 'videos' / f'{clip["bowling"]}_000000_000010.mp4')
     third = ks_tool.prepare(str(root), workers=1, progress=False)
-    assert third['probe'] == dict(probed=1, cached=num_files - 1)
+    assert third['probe'] == dict(probed=1, cached=num_files - 1, crashed=0)
     assert third['splits']['train']['written'] == 3
     forced = ks_tool.prepare(
         str(root), workers=1, force_probe=True, progress=False)
-    assert forced['probe'] == dict(probed=num_files, cached=0)
+    assert forced['probe'] == dict(probed=num_files, cached=0, crashed=0)
 
 
 def test_kinetics_sounds_annotation_errors(tmp_path):
@@ -353,7 +353,8 @@ def test_cremad_seeded_split(cremad_root):
     # another split.
     again = cremad_tool.prepare(str(root), progress=False)
     assert lines_of(root / 'test_list.txt') == test
-    assert again['probe'] == dict(probed=0, cached=report['probe']['probed'])
+    assert again['probe'] == dict(
+        probed=0, cached=report['probe']['probed'], crashed=0)
     other = cremad_tool.prepare(
         str(root), seed=3, test_fraction=0.25, progress=False)
     assert other['splits']['test']['listed'] == 6

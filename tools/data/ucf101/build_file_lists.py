@@ -159,6 +159,43 @@ def read_split_file(path: str,
     return entries
 
 
+def read_splits(ann_dir: str,
+                splits: Sequence[int] = (1, 2, 3)
+                ) -> Dict[str, Tuple[str, List[Tuple[str, int, int]]]]:
+    """Parse ``classInd.txt`` and the train and test files of ``splits``.
+
+    Cheap, so ``prepare.py`` runs it before the hours of extraction: a
+    broken annotation is reported at once.
+
+    Args:
+        ann_dir (str): The ``ucfTrainTestlist`` directory.
+        splits (Sequence[int]): Which official splits (1, 2, 3).
+
+    Returns:
+        dict: Output list name (:data:`LIST_TMPL`) -> ``(split file,
+        entries of :func:`read_split_file`)``.
+
+    Raises:
+        ValueError: A split number other than 1, 2, 3.
+        FileNotFoundError: An annotation file is missing.
+        SplitFileError: A malformed annotation (file and line named).
+    """
+    for k in splits:
+        if k not in (1, 2, 3):
+            raise ValueError(f'UCF101 has splits 1, 2, 3; got {k}')
+    class_index = read_class_index(osp.join(ann_dir, 'classInd.txt'))
+    parsed = {}
+    for k in splits:
+        for subset, fname, with_label in (('train', f'trainlist{k:02d}.txt',
+                                           True),
+                                          ('val', f'testlist{k:02d}.txt',
+                                           False)):
+            path = osp.join(ann_dir, fname)
+            parsed[LIST_TMPL.format(subset=subset, split=k)] = (
+                path, read_split_file(path, class_index, with_label))
+    return parsed
+
+
 def count_frames(clip_dir: str) -> Tuple[int, int, int]:
     """Count RGB and flow frames of one rawframe directory.
 
@@ -246,39 +283,25 @@ def build_split_lists(ann_dir: str,
     if not osp.isdir(rawframes_dir):
         raise FileNotFoundError(f'rawframes directory not found: '
                                 f'{rawframes_dir}')
-    for k in splits:
-        if k not in (1, 2, 3):
-            raise ValueError(f'UCF101 has splits 1, 2, 3; got {k}')
-    class_index = read_class_index(osp.join(ann_dir, 'classInd.txt'))
-
     counts_cache: Dict[str, Tuple[int, int, int]] = {}
     outputs: Dict[str, List[str]] = {}
     summary: Dict[str, Dict] = {}
     all_missing: List[str] = []
-    for k in splits:
-        for subset, fname, with_label in (('train', f'trainlist{k:02d}.txt',
-                                           True),
-                                          ('val', f'testlist{k:02d}.txt',
-                                           False)):
-            path = osp.join(ann_dir, fname)
-            entries = read_split_file(path, class_index, with_label)
-            lines, missing = [], []
-            for clip, label, lineno in entries:
-                if clip not in counts_cache:
-                    counts_cache[clip] = count_frames(
-                        osp.join(rawframes_dir, clip))
-                problem = clip_problem(counts_cache[clip], require_flow)
-                if problem is not None:
-                    missing.append(f'{path}:{lineno}: {clip}: {problem}')
-                    continue
-                lines.append(f'{clip} {counts_cache[clip][0]} {label}')
-            out_name = LIST_TMPL.format(subset=subset, split=k)
-            outputs[out_name] = lines
-            summary[out_name] = dict(
-                written=len(lines),
-                missing=len(missing),
-                missing_clips=missing)
-            all_missing.extend(missing)
+    for out_name, (path, entries) in read_splits(ann_dir, splits).items():
+        lines, missing = [], []
+        for clip, label, lineno in entries:
+            if clip not in counts_cache:
+                counts_cache[clip] = count_frames(
+                    osp.join(rawframes_dir, clip))
+            problem = clip_problem(counts_cache[clip], require_flow)
+            if problem is not None:
+                missing.append(f'{path}:{lineno}: {clip}: {problem}')
+                continue
+            lines.append(f'{clip} {counts_cache[clip][0]} {label}')
+        outputs[out_name] = lines
+        summary[out_name] = dict(
+            written=len(lines), missing=len(missing), missing_clips=missing)
+        all_missing.extend(missing)
 
     if all_missing and on_missing == 'error':
         shown = '\n  '.join(all_missing[:10])
