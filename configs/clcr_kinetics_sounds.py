@@ -24,6 +24,13 @@ model = dict(
             rgb=dict(grids=((3, 4, 4), (3, 2, 2), (1, 2, 2))))),
     cls_head=dict(num_classes=num_classes))
 
+# The datasets check every label of the lists, and the number of classes in
+# the data's classes.txt, against the head's num_classes when they are
+# built (file and line named on a mismatch).
+train_dataloader = dict(dataset=dict(num_classes=num_classes))
+val_dataloader = dict(dataset=dict(num_classes=num_classes))
+test_dataloader = dict(dataset=dict(num_classes=num_classes))
+
 # Optimisation follows the audio-visual literature (OGM-GE, PMR, MLA), as
 # in _base_/schedules/sgd_100e.py: SGD, momentum 0.9, weight decay 1e-4,
 # lr 1e-3 for batch 64 (the dataset base's batch size), 100 epochs, lr x0.1

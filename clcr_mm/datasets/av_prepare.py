@@ -50,6 +50,9 @@ from multiprocessing.connection import wait as wait_for_ready
 from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
                     Tuple)
 
+from clcr_mm.datasets.annotation_files import (  # noqa: F401 (tools' API)
+    AnnotationError, display_path, read_text_lines)
+
 SPLITS = ('train', 'val', 'test')
 LIST_TMPL = '{split}_list.txt'
 CLASSES_NAME = 'classes.txt'
@@ -71,84 +74,6 @@ DEFAULT_DURATION_TOLERANCE = 0.05
 # Seconds one worker may spend on one file (a 10 s clip decodes in well
 # under a second); a file that hangs the decoder is reported instead.
 DEFAULT_FILE_TIMEOUT = 300.0
-
-
-class AnnotationError(ValueError):
-    """A problem in an annotation file, located by file and line.
-
-    Args:
-        path (str): The annotation file.
-        problem (str): What is wrong.
-        lineno (int, optional): 1-based line number.
-        line (str, optional): The offending line, quoted in the message.
-    """
-
-    def __init__(self,
-                 path: str,
-                 problem: str,
-                 lineno: Optional[int] = None,
-                 line: Optional[str] = None) -> None:
-        where = path if lineno is None else f'{path}:{lineno}'
-        msg = f'{where}: {problem}'
-        if line is not None:
-            msg += f' (line: {line!r})'
-        super().__init__(msg)
-        self.path = path
-        self.lineno = lineno
-
-
-def display_path(path: str) -> str:
-    """A path that can be printed and written to UTF-8 text.
-
-    File names are bytes on POSIX; Python keeps bytes that are not UTF-8 as
-    lone surrogates (``surrogateescape``), which UTF-8 streams refuse. They
-    are shown as ``\\xNN`` escapes of the original bytes.
-
-    Args:
-        path (str): A path from ``os.listdir``, a list file, etc.
-
-    Returns:
-        str: The path, with undecodable bytes escaped.
-    """
-    return os.fsencode(path).decode('utf-8', 'backslashreplace')
-
-
-def read_text_lines(path: str, what: str = 'annotation file') -> List[str]:
-    """All lines of a UTF-8 text file, line ends removed.
-
-    Each line is decoded on its own so that a byte that is not UTF-8 is
-    reported with its line and column instead of a bare
-    ``UnicodeDecodeError``. A byte-order mark (files saved on Windows) is
-    dropped.
-
-    Args:
-        path (str): The file.
-        what (str): What the file is, for the error messages.
-
-    Returns:
-        list[str]: Line ``i`` (1-based) of the file is element ``i - 1``.
-
-    Raises:
-        FileNotFoundError: The file does not exist (message names it).
-        AnnotationError: A line is not valid UTF-8.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'{what} not found: {display_path(path)}')
-    with open(path, 'rb') as f:
-        data = f.read()
-    if data.startswith(b'\xef\xbb\xbf'):
-        data = data[3:]
-    lines = []
-    for lineno, raw in enumerate(data.splitlines(), 1):
-        try:
-            lines.append(raw.decode('utf-8'))
-        except UnicodeDecodeError as e:
-            raise AnnotationError(
-                display_path(path),
-                f'byte 0x{raw[e.start]:02x} at column {e.start + 1} is not '
-                f'valid UTF-8 (save the {what} as UTF-8)', lineno,
-                raw.decode('utf-8', 'backslashreplace')) from None
-    return lines
 
 
 def read_lines(path: str,

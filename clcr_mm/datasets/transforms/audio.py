@@ -109,9 +109,12 @@ def decode_audio_soundfile(path: str) -> Tuple[np.ndarray, int]:
     """
     import soundfile
     try:
-        samples, sample_rate = soundfile.read(
-            path, dtype='float32', always_2d=True)
-    except (RuntimeError, TypeError, ValueError) as e:
+        # A file object, not the name: soundfile cannot encode a name
+        # whose bytes are not UTF-8.
+        with open(path, 'rb') as f:
+            samples, sample_rate = soundfile.read(
+                f, dtype='float32', always_2d=True)
+    except (OSError, RuntimeError, TypeError, ValueError) as e:
         # soundfile.LibsndfileError derives from RuntimeError.
         raise MediaFileError(
             f"cannot read audio file '{path}': corrupt or unsupported "

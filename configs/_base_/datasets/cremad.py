@@ -19,11 +19,10 @@
 #                                      speech is zero-padded; the log-mel
 #                                      of Kinetics-Sounds (25 ms window,
 #                                      10 ms hop, 128 mel bins).
-# Video is decoded with Decord (mmaction2's default backend): PyAV's
-# PyAVInit takes the frame count from the container header, which FLV does
-# not have (it reports 0 frames), and would sample the wrong frames; Decord
-# counts frames from the stream index. The prepare tool and CheckVideo
-# decode the .flv (flv1 codec) with PyAV to find corrupt files.
+# Video is decoded with PyAV as for Kinetics-Sounds (CheckedPyAVInit counts
+# the frames of an .flv, whose header has no count; a damaged file is an
+# error naming it). The prepare tool decodes every .flv (flv1 codec) and wav
+# to the end to find corrupt or truncated files before training.
 #
 # Only the paths, the frame count and the audio window differ from
 # Kinetics-Sounds; everything else is inherited from it.
@@ -43,10 +42,9 @@ train_pipeline = [
         type='KeyMapper',
         remapping=dict(imgs='rgb', img_shape='img_shape'),
         transforms=[
-            dict(type='CheckVideo'),
-            dict(type='DecordInit'),
+            dict(type='CheckedPyAVInit'),
             dict(type='UniformSample', clip_len=av_num_frames, num_clips=1),
-            dict(type='DecordDecode'),
+            dict(type='CheckedPyAVDecode'),
             # torchvision's RandomResizedCrop(224) + flip, as in OGM-GE.
             dict(type='RandomResizedCrop'),
             dict(
@@ -69,14 +67,13 @@ val_pipeline = [
         type='KeyMapper',
         remapping=dict(imgs='rgb', img_shape='img_shape'),
         transforms=[
-            dict(type='CheckVideo'),
-            dict(type='DecordInit'),
+            dict(type='CheckedPyAVInit'),
             dict(
                 type='UniformSample',
                 clip_len=av_num_frames,
                 num_clips=1,
                 test_mode=True),
-            dict(type='DecordDecode'),
+            dict(type='CheckedPyAVDecode'),
             dict(type='Resize', scale=(-1, 256)),
             dict(type='CenterCrop', crop_size={{_base_.av_crop_size}}),
             dict(type='FormatShape', input_format='NCTHW'),

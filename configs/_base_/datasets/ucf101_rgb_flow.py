@@ -27,7 +27,10 @@
 #   val_dataloader = dict(dataset=dict(
 #       ann_file=f'ucf101_val_split_{split}_rawframes.txt'))
 #   test_dataloader = val_dataloader
-dataset_type = 'RawframeDataset'
+# mmaction2's RawframeDataset with every list line checked at build time
+# (label within num_classes, the head's; UTF-8; frame count), naming the file
+# and line (clcr_mm/datasets/rawframe_dataset.py).
+dataset_type = 'CheckedRawframeDataset'
 data_root = 'data/ucf101'
 split = 1
 num_classes = 101
@@ -124,6 +127,7 @@ train_dataloader = dict(
         filename_tmpl='img_{:05d}.jpg',
         modality='RGB',  # must stay 'RGB', see LoadRGBFlowFrames
         start_index=1,
+        num_classes=num_classes,
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=32,
@@ -138,6 +142,7 @@ val_dataloader = dict(
         filename_tmpl='img_{:05d}.jpg',
         modality='RGB',
         start_index=1,
+        num_classes=num_classes,
         pipeline=val_pipeline,
         test_mode=True))
 test_dataloader = dict(
@@ -153,6 +158,7 @@ test_dataloader = dict(
         filename_tmpl='img_{:05d}.jpg',
         modality='RGB',
         start_index=1,
+        num_classes=num_classes,
         pipeline=test_pipeline,
         test_mode=True))
 

@@ -111,14 +111,11 @@ def read_kinetics_csv(path: str) -> List[KineticsRow]:
 
     Raises:
         FileNotFoundError: The file does not exist.
-        AnnotationError: Missing columns (e.g. an unlabelled test CSV), a
-            row with the wrong number of fields, an empty id or label, or a
+        AnnotationError: Bytes that are not UTF-8, missing columns (e.g.
+            an unlabelled test CSV), a row with the wrong number of fields, an empty id or label, or a
             time that is not a number; file and line are named.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'annotation CSV not found: {path}')
-    with open(path, newline='', encoding='utf-8-sig') as f:
-        text_lines = f.read().splitlines()
+    text_lines = avp.read_text_lines(path, 'annotation CSV')
     reader = csv.reader(text_lines)
     header = next(reader, None)
     if header is None:
