@@ -14,7 +14,6 @@ import os.path as osp
 import shutil
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import soundfile
@@ -25,6 +24,8 @@ from mmengine.runner import Runner
 
 from clcr_mm.datasets import av_prepare as avp
 from clcr_mm.registry import TRANSFORMS
+from media_writers import (write_flv, write_garbage, write_mp4,
+                           write_wav)
 from tool_loader import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,64 +42,6 @@ ave_tool = _load_tool('ave')
 KS_CLASSES = avp.read_class_list(str(ks_tool.DEFAULT_CLASSES))
 
 # ---------------------------------------------------------------- media ---
-
-
-def write_mp4(path, audio: bool = True, frames: int = 8, seed: int = 0):
-    """A 1 s, 8 fps, 64x48 mpeg4 clip, with a 1 s 16 kHz AAC track."""
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    rng = np.random.default_rng(seed)
-    with av.open(str(path), 'w') as container:
-        stream = container.add_stream('mpeg4', rate=8)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, 'yuv420p'
-        if audio:
-            astream = container.add_stream('aac', rate=16000)
-            astream.layout = 'mono'
-        for i in range(frames):
-            img = np.full((48, 64, 3), 20 * i, np.uint8)
-            img[:8] = rng.integers(0, 255, (8, 64, 3), dtype=np.uint8)
-            for packet in stream.encode(
-                    av.VideoFrame.from_ndarray(img, format='rgb24')):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-        if audio:
-            t = np.arange(16000) / 16000
-            wave = 0.5 * np.sin(2 * np.pi * (300 + 50 * seed) * t)
-            frame = av.AudioFrame.from_ndarray(
-                wave[None].astype(np.float32), format='fltp', layout='mono')
-            frame.sample_rate = 16000
-            for packet in astream.encode(frame):
-                container.mux(packet)
-            for packet in astream.encode(None):
-                container.mux(packet)
-
-
-def write_flv(path, frames: int = 12):
-    """A CREMA-D-like flv: flv container, flv1 (Sorenson) video, 30 fps."""
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with av.open(str(path), 'w', format='flv') as container:
-        stream = container.add_stream('flv', rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, 'yuv420p'
-        for i in range(frames):
-            img = np.full((48, 64, 3), 15 * i, np.uint8)
-            for packet in stream.encode(
-                    av.VideoFrame.from_ndarray(img, format='rgb24')):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-def write_wav(path, seconds: float = 1.0, seed: int = 0):
-    """16 kHz mono 16-bit speech-like noise, as CREMA-D's AudioWAV."""
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    rng = np.random.default_rng(seed)
-    wave = 0.3 * rng.standard_normal(int(16000 * seconds))
-    soundfile.write(str(path), wave, 16000, subtype='PCM_16')
-
-
-def write_garbage(path):
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    Path(path).write_bytes(np.random.default_rng(1).bytes(3000))
 
 
 def lines_of(path):
