@@ -112,8 +112,9 @@ def read_kinetics_csv(path: str) -> List[KineticsRow]:
     Raises:
         FileNotFoundError: The file does not exist.
         AnnotationError: Bytes that are not UTF-8, missing columns (e.g.
-            an unlabelled test CSV), a row with the wrong number of fields, an empty id or label, or a
-            time that is not a number; file and line are named.
+            an unlabelled test CSV), a row with the wrong number of fields,
+            an empty id or label, or a time that is not a number; file and
+            line are named.
     """
     text_lines = avp.read_text_lines(path, 'annotation CSV')
     reader = csv.reader(text_lines)
