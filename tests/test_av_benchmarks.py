@@ -22,7 +22,6 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from clcr_mm.datasets import av_prepare as avp
 from clcr_mm.registry import TRANSFORMS
 from media_writers import (write_flv, write_garbage, write_mp4,
                            write_wav)
@@ -39,6 +38,8 @@ def _load_tool(name: str):
 ks_tool = _load_tool('kinetics_sounds')
 cremad_tool = _load_tool('cremad')
 ave_tool = _load_tool('ave')
+# tools/data/av_prepare.py, the very module the tools run.
+avp = ks_tool.avp
 KS_CLASSES = avp.read_class_list(str(ks_tool.DEFAULT_CLASSES))
 
 # ---------------------------------------------------------------- media ---

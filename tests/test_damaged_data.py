@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 import pytest
 
-from clcr_mm.datasets import av_prepare as avp
 from clcr_mm.datasets.transforms import MediaFileError
 from clcr_mm.registry import DATASETS
 from media_writers import truncate, write_flv, write_mp4, write_wav
@@ -26,6 +25,8 @@ from tool_loader import load_tool
 ks_tool = load_tool('data/kinetics_sounds/prepare.py')
 cremad_tool = load_tool('data/cremad/prepare.py')
 ucf_prep = load_tool('data/ucf101/prepare.py')
+# tools/data/av_prepare.py, the very module the tools run.
+avp = ks_tool.avp
 extract = ucf_prep.extract_rgb_flow
 KS_CLASSES = avp.read_class_list(str(ks_tool.DEFAULT_CLASSES))
 # A Kinetics label folder whose name is Latin-1, not UTF-8 ('caf\xe9').

@@ -40,7 +40,11 @@ import re
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from clcr_mm.datasets import av_prepare as avp
+# tools/ is not a package: the preparation code the tools share is
+# tools/data/av_prepare.py, imported from its folder.
+if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import av_prepare as avp  # noqa: E402
 
 EMOTIONS = ('ANG', 'DIS', 'FEA', 'HAP', 'NEU', 'SAD')
 STEM = re.compile(r'^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_'
@@ -185,10 +189,10 @@ def prepare(root: str,
         seed (int): Seed of the random split.
         stratify (bool): Stratify the random split by emotion.
         **probe_options: ``workers``, ``force_probe`` and ``progress`` of
-            :func:`clcr_mm.datasets.av_prepare.build_lists`.
+            :func:`av_prepare.build_lists`.
 
     Returns:
-        dict: The report of :func:`clcr_mm.datasets.av_prepare.build_lists`.
+        dict: The report of :func:`av_prepare.build_lists`.
 
     Raises:
         FileNotFoundError: A folder or split file is missing.

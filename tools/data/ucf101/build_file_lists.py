@@ -34,7 +34,13 @@ import sys
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from clcr_mm.datasets.av_prepare import AnnotationError, read_lines
+from clcr_mm.datasets.annotation_files import AnnotationError
+
+# tools/ is not a package: the preparation code the tools share is
+# tools/data/av_prepare.py, imported from its folder.
+if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from av_prepare import read_lines  # noqa: E402
 
 RGB_PREFIX = 'img_'
 FLOW_X_PREFIX = 'flow_x_'

@@ -44,7 +44,13 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from clcr_mm.datasets.av_prepare import display_path, run_isolated
+from clcr_mm.datasets.annotation_files import display_path
+
+# tools/ is not a package: the preparation code the tools share is
+# tools/data/av_prepare.py, imported from its folder.
+if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from av_prepare import run_isolated  # noqa: E402
 
 DONE_MARKER = '.extract_done.json'
 REPORT_NAME = 'extract_report.json'

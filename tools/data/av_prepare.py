@@ -1,5 +1,8 @@
-"""Shared machinery of the audio-visual benchmark preparation tools.
+"""Shared machinery of the dataset preparation tools.
 
+Tool code, kept out of the ``clcr_mm`` library (which holds only what
+training imports); the tools import it from this folder. UCF101's
+extraction uses :func:`run_isolated` and :func:`read_lines`;
 ``tools/data/{kinetics_sounds,cremad,ave}/prepare.py`` each parse their
 benchmark's official annotations into :class:`ClipEntry` records (one per
 annotated clip, with the label and the ``file:line`` it came from) and hand
@@ -1037,7 +1040,7 @@ def stratified_split(keys: Sequence[str],
             [k for k in ordered if k in held])
 
 
-def add_common_args(parser) -> None:
+def add_file_check_args(parser) -> None:
     """Add the options every prepare tool shares.
 
     They set :func:`build_lists`' ``workers``, ``force_probe``,
@@ -1078,7 +1081,7 @@ def make_parser(description: str, default_root: str):
     """The command line parser of a prepare tool, before its own options.
 
     It has ``--root`` and, in a group listed after the tool's options, those
-    of :func:`add_common_args`: all that :func:`run_cli` reads.
+    of :func:`add_file_check_args`: all that :func:`run_cli` reads.
 
     Args:
         description (str): What the tool does, for ``--help``.
@@ -1089,7 +1092,7 @@ def make_parser(description: str, default_root: str):
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--root', default=default_root, help='dataset root')
-    add_common_args(parser.add_argument_group('file checks'))
+    add_file_check_args(parser.add_argument_group('file checks'))
     return parser
 
 
@@ -1104,10 +1107,10 @@ def run_cli(prepare_fn, args, **kwargs) -> int:
     Args:
         prepare_fn (callable): The tool's ``prepare`` function; returns the
             report of :func:`build_lists`, to which it passes the options
-            of :func:`add_common_args`.
+            of :func:`add_file_check_args`.
         args (argparse.Namespace): The command line parsed by a
             :func:`make_parser` parser: gives ``root`` and the options of
-            :func:`add_common_args`.
+            :func:`add_file_check_args`.
         **kwargs: The tool's own arguments of ``prepare_fn``.
 
     Returns:
