@@ -7,14 +7,21 @@ Same arguments as mmaction2's ``tools/train.py``::
     torchrun --nproc_per_node=2 tools/train.py CONFIG --launcher pytorch
 """
 import argparse
+import os.path as osp
+import sys
 
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 import clcr_mm  # noqa: F401  (registers CLCR; patches mmaction2 1.2.0)
-from clcr_mm.tools_utils import (add_common_args, apply_common_args,
-                                  init_dist_without_cuda, parse_common,
-                                  setup_cfg_for_launch, without_yapf)
+
+# tools/ is not a package: the setup train.py and test.py share is
+# tools/train_test_setup.py, imported from this folder.
+if osp.dirname(osp.abspath(__file__)) not in sys.path:
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from train_test_setup import (add_common_args, apply_common_args,  # noqa: E402
+                              init_dist_without_cuda, parse_common,
+                              setup_cfg_for_launch, without_yapf)
 
 
 def parse_args() -> argparse.Namespace:
