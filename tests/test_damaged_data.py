@@ -324,6 +324,22 @@ def test_truncated_video_at_training_names_file_and_follows_on_error(
     with pytest.raises(MediaFileError, match='cut.mp4'):
         build(on_error='skip', test_mode=True)[1]
 
+    # Zero-fill: the clip stays, its video masked out; also for a file
+    # that is gone since the list was written.
+    (tmp_path / 'list.txt').write_text('good.mp4 0\ncut.mp4 1\ngone.mp4 1\n')
+    pipeline[0] = dict(type='CheckedPyAVInit', on_error='zero')
+    pipeline[2] = dict(
+        type='CheckedPyAVDecode', on_error='zero', zero_shape=(12, 16))
+    filling = build()
+    good, cut, gone = filling[0], filling[1], filling[2]
+    assert good['modality_mask'] == dict(rgb=True)
+    assert good['imgs'][0].shape == (48, 64, 3) and good['imgs'][0].any()
+    for sample in (cut, gone):
+        assert sample['modality_mask'] == dict(rgb=False)
+        assert len(sample['imgs']) == 3
+        assert sample['imgs'][0].shape == (12, 16, 3)
+        assert not np.any(sample['imgs'])
+
 
 def test_label_beyond_head_and_non_utf8_list(tmp_path):
     (tmp_path / 'ucf.txt').write_text('Biking/v1 20 0\nBiking/v2 20 101\n')

@@ -13,16 +13,31 @@ here are drop-in replacements for either pair, around the same samplers
     dict(type='CheckedPyAVDecode'),
 
 Any failure raises :class:`~clcr_mm.datasets.transforms.MediaFileError`
-naming the file, which the dataset's ``on_error`` policy then handles.
+naming the file, which the dataset's ``on_error`` policy then handles; or,
+with ``on_error='zero'`` on both transforms, the clip's frames are zeros and
+``results['modality_mask'][name]`` is False, as ``LoadAudio`` does for a
+missing audio (the model then treats the modality as missing). Inside a
+``KeyMapper``, map ``modality_mask`` out as well.
 """
-from typing import Dict
+import logging
+from typing import Dict, Tuple
 
 import numpy as np
 from mmcv.transforms import BaseTransform
+from mmengine.logging import print_log
 
 from clcr_mm.datasets.annotation_files import display_path
 from clcr_mm.datasets.transforms.audio import MediaFileError
 from clcr_mm.registry import TRANSFORMS
+
+_ON_ERROR = ('raise', 'zero')
+
+
+def _check_on_error(on_error: str) -> str:
+    if on_error not in _ON_ERROR:
+        raise ValueError(
+            f'on_error must be one of {_ON_ERROR}, got {on_error!r}')
+    return on_error
 
 
 @TRANSFORMS.register_module()
@@ -34,11 +49,40 @@ class CheckedPyAVInit(BaseTransform):
     without a frame count (flv, webm, mkv) are sampled correctly.
 
     Required keys: ``filename``.
-    Added keys: ``video_reader`` (an open ``av`` container),
-    ``total_frames``.
+    Added keys: ``video_reader`` (an open ``av`` container, or None for a
+    file that failed under ``on_error='zero'``, with its error in
+    ``video_error``), ``total_frames``.
+
+    Args:
+        on_error (str): ``'raise'`` a :class:`MediaFileError`, or ``'zero'``:
+            leave the reader None (with ``total_frames=1``) so that
+            :class:`CheckedPyAVDecode` fills zeros. Defaults to ``'raise'``.
     """
 
+    def __init__(self, on_error: str = 'raise') -> None:
+        self.on_error = _check_on_error(on_error)
+
     def transform(self, results: Dict) -> Dict:
+        """Open the video, applying ``on_error``.
+
+        Args:
+            results (dict): Result dict with ``filename``.
+
+        Returns:
+            dict: ``results`` with ``video_reader`` and ``total_frames``.
+        """
+        try:
+            return self._open(results)
+        except MediaFileError as e:
+            if self.on_error == 'raise':
+                raise
+            # One frame to sample; CheckedPyAVDecode reports the error.
+            results['video_reader'] = None
+            results['video_error'] = str(e)
+            results['total_frames'] = 1
+            return results
+
+    def _open(self, results: Dict) -> Dict:
         """Open the video.
 
         Args:
@@ -95,21 +139,71 @@ class CheckedPyAVDecode(BaseTransform):
 
     Required keys: ``video_reader``, ``frame_inds``, ``filename``.
     Added keys: ``imgs`` (list of (H, W, 3) uint8 RGB frames),
-    ``original_shape``, ``img_shape``. ``video_reader`` is set to None.
+    ``original_shape``, ``img_shape``, ``modality_mask`` (``name`` set).
+    ``video_reader`` is set to None.
+
+    Args:
+        name (str): Modality name in ``results['modality_mask']``. Defaults
+            to ``'rgb'``.
+        on_error (str): ``'raise'`` a :class:`MediaFileError`, or
+            ``'zero'``: frames of zeros of ``zero_shape`` and the modality
+            masked out (the first case per worker is logged, with the
+            file). Defaults to ``'raise'``.
+        zero_shape (tuple[int, int]): (H, W) of zero frames; the following
+            crops and resizes bring them to the input size. Defaults to
+            (256, 340), a typical short-side-256 frame.
     """
 
+    def __init__(self,
+                 name: str = 'rgb',
+                 on_error: str = 'raise',
+                 zero_shape: Tuple[int, int] = (256, 340)) -> None:
+        self.name = name
+        self.on_error = _check_on_error(on_error)
+        self.zero_shape = tuple(zero_shape)
+        self.num_zero_filled = 0
+
     def transform(self, results: Dict) -> Dict:
-        """Decode the frames.
+        """Decode the frames, applying ``on_error``.
 
         Args:
             results (dict): Result dict from a sampler.
 
         Returns:
-            dict: ``results`` with the frames.
+            dict: ``results`` with the frames and the modality mask.
 
         Raises:
-            MediaFileError: A frame cannot be decoded or is missing.
+            MediaFileError: A frame cannot be decoded or is missing, and
+                ``on_error='raise'``.
         """
+        present = True
+        try:
+            if results['video_reader'] is None:
+                raise MediaFileError(results.pop('video_error'))
+            imgs = self._decode(results)
+        except MediaFileError as e:
+            if self.on_error == 'raise':
+                raise
+            if self.num_zero_filled == 0:
+                # Once per worker: a log line per sample would flood.
+                print_log(
+                    f'CheckedPyAVDecode: {e}; using zeros and '
+                    f"modality_mask['{self.name}']=False (further cases are "
+                    'not reported)',
+                    logger='current',
+                    level=logging.WARNING)
+            self.num_zero_filled += 1
+            present = False
+            zero = np.zeros(self.zero_shape + (3, ), np.uint8)
+            imgs = [zero] * np.asarray(results['frame_inds']).size
+        results['imgs'] = imgs
+        results['original_shape'] = imgs[0].shape[:2]
+        results['img_shape'] = imgs[0].shape[:2]
+        results.setdefault('modality_mask', {})[self.name] = present
+        return results
+
+    def _decode(self, results: Dict) -> list:
+        """Decode the sampled frames and close the container."""
         import av
         container = results['video_reader']
         name = display_path(results['filename'])
@@ -136,8 +230,4 @@ class CheckedPyAVDecode(BaseTransform):
                 f"video '{name}' ends after {index + 1} frames but frame "
                 f"{last} was sampled ({results.get('total_frames')} counted): "
                 'truncated')
-        imgs = [frames[int(i)] for i in inds]
-        results['imgs'] = imgs
-        results['original_shape'] = imgs[0].shape[:2]
-        results['img_shape'] = imgs[0].shape[:2]
-        return results
+        return [frames[int(i)] for i in inds]

@@ -40,7 +40,10 @@ av_clip_duration = 3.0
 train_pipeline = [
     dict(
         type='KeyMapper',
-        remapping=dict(imgs='rgb', img_shape='img_shape'),
+        remapping=dict(
+            imgs='rgb',
+            img_shape='img_shape',
+            modality_mask='modality_mask'),
         transforms=[
             dict(type='CheckedPyAVInit'),
             dict(type='UniformSample', clip_len=av_num_frames, num_clips=1),
@@ -65,7 +68,10 @@ train_pipeline = [
 val_pipeline = [
     dict(
         type='KeyMapper',
-        remapping=dict(imgs='rgb', img_shape='img_shape'),
+        remapping=dict(
+            imgs='rgb',
+            img_shape='img_shape',
+            modality_mask='modality_mask'),
         transforms=[
             dict(type='CheckedPyAVInit'),
             dict(

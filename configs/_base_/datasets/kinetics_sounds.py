@@ -50,11 +50,16 @@ av_log_mel = dict(
     out_key='audio')
 
 # mmaction's video transforms run inside mmcv's KeyMapper on their usual
-# `imgs` key; only the frames (as `rgb`) and `img_shape` come out.
+# `imgs` key; only the frames (as `rgb`), `img_shape` and the modality mask
+# (rgb present; False for a damaged video under
+# CheckedPyAVInit/CheckedPyAVDecode(on_error='zero')) come out.
 train_pipeline = [
     dict(
         type='KeyMapper',
-        remapping=dict(imgs='rgb', img_shape='img_shape'),
+        remapping=dict(
+            imgs='rgb',
+            img_shape='img_shape',
+            modality_mask='modality_mask'),
         transforms=[
             dict(type='CheckedPyAVInit'),
             dict(type='UniformSample', clip_len=av_num_frames, num_clips=1),
@@ -76,7 +81,10 @@ train_pipeline = [
 val_pipeline = [
     dict(
         type='KeyMapper',
-        remapping=dict(imgs='rgb', img_shape='img_shape'),
+        remapping=dict(
+            imgs='rgb',
+            img_shape='img_shape',
+            modality_mask='modality_mask'),
         transforms=[
             dict(type='CheckedPyAVInit'),
             dict(
