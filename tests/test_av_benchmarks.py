@@ -258,11 +258,13 @@ def cremad_root(tmp_path_factory):
 
 def test_cremad_seeded_split(cremad_root):
     root = cremad_root
-    report = cremad_tool.prepare(str(root), workers=2, progress=False)
+    # The literature's split: no validation set, val = test.
+    report = cremad_tool.prepare(
+        str(root), workers=2, progress=False, val_fraction=0)
     assert lines_of(root / 'classes.txt') == list(EMOTIONS)
     train = lines_of(root / 'train_list.txt')
     test = lines_of(root / 'test_list.txt')
-    assert lines_of(root / 'val_list.txt') == test  # no val set by default
+    assert lines_of(root / 'val_list.txt') == test
     # 24 clips: round(0.1 * 24) = 2 held out, stratified by emotion (4 clips
     # each: equal remainders, ties go to the lower labels, ANG and DIS).
     splits = report['splits']
@@ -293,12 +295,21 @@ def test_cremad_seeded_split(cremad_root):
     flv = cache[f'video:{root / "VideoFlash" / "1001_DFA_ANG_XX.flv"}']
     assert flv['result']['ok'] and flv['result']['video_codec'] == 'flv'
 
-    # Same seed, same split, nothing probed twice; another seed and size,
-    # another split.
+    # By default a seeded, stratified validation split is held out of the
+    # training part (round(0.1 * 22) = 2 clips) and the test split is the
+    # same; nothing is probed twice.
     again = cremad_tool.prepare(str(root), progress=False)
     assert lines_of(root / 'test_list.txt') == test
+    val = lines_of(root / 'val_list.txt')
+    held = lines_of(root / 'train_list.txt')
+    assert again['splits']['val']['listed'] == 2
+    assert again['splits']['train']['listed'] == 20
+    assert not set(val) & set(held) and set(val) | set(held) == set(train)
+    assert again['settings']['val_is_test'] is False
     assert again['probe'] == dict(
         probed=0, cached=report['probe']['probed'], crashed=0)
+    assert cremad_tool.prepare(str(root), progress=False)['splits'] == \
+        again['splits']  # seeded
     other = cremad_tool.prepare(
         str(root), seed=3, test_fraction=0.25, progress=False)
     assert other['splits']['test']['listed'] == 6
@@ -343,6 +354,7 @@ def test_cremad_split_files_and_errors(cremad_root, tmp_path):
         video_dir=str(cremad_root / 'VideoFlash'),
         train_list=str(train),
         test_list=str(test),
+        val_fraction=0,
         progress=False)
     assert lines_of(out / 'train_list.txt') == [
         f'{cremad_root}/VideoFlash/1001_DFA_ANG_XX.flv '
@@ -357,7 +369,7 @@ def test_cremad_split_files_and_errors(cremad_root, tmp_path):
         args = dict(root=str(out), audio_dir=str(cremad_root / 'AudioWAV'),
                     video_dir=str(cremad_root / 'VideoFlash'),
                     train_list=str(train), test_list=str(test),
-                    progress=False)
+                    val_fraction=0, progress=False)
         args.update(kwargs)
         with pytest.raises((avp.AnnotationError, FileNotFoundError,
                             ValueError), match=match):
@@ -366,6 +378,10 @@ def test_cremad_split_files_and_errors(cremad_root, tmp_path):
     fails('split file not found: .*nope.txt',
           test_list=str(tmp_path / 'nope.txt'))
     fails('both --train-list and --test-list', test_list=None)
+    fails('3 training clips are too few to hold out --val-fraction 0.1',
+          val_fraction=0.1)
+    fails('--val-list or --val-fraction, not both', val_list=str(test),
+          val_fraction=0.1)
     bad = tmp_path / 'bad.txt'
     bad.write_text('1001_DFA_ANG_XX\n1001_DFA_ANG_XX,HAP\n')
     fails(r'bad\.txt:2: emotion .HAP. disagrees', train_list=str(bad))
@@ -565,7 +581,7 @@ def _prepared_cremad(tmp_path):
     (tmp_path / 'test.txt').write_text(stems[2] + '\n')
     cremad_tool.prepare(str(root), train_list=str(tmp_path / 'train.txt'),
                         test_list=str(tmp_path / 'test.txt'),
-                        progress=False)
+                        val_fraction=0, progress=False)
     return root
 
 

@@ -136,7 +136,8 @@ def test_cremad_truncated_flv_and_wav(tmp_path):
     (tmp_path / 'test.txt').write_text(stems[3] + '\n')
     lists = dict(
         train_list=str(tmp_path / 'train.txt'),
-        test_list=str(tmp_path / 'test.txt'))
+        test_list=str(tmp_path / 'test.txt'),
+        val_fraction=0)
     report = cremad_tool.prepare(str(root), **lists, progress=False)
     errors = {b['clip']: b['error'] for b in report['bad']}
     assert set(errors) == set(stems[1:3])

@@ -4,8 +4,9 @@
 # Prepare (once): python tools/data/cremad/prepare.py --root data/cremad
 # which writes data/cremad/{train,val,test}_list.txt with lines
 # "VideoFlash/x.flv AudioWAV/x.wav label" (a seeded 6698/744 random split,
-# or your split files; val = test unless asked otherwise, since the
-# literature has no validation set) and classes.txt.
+# or your split files; val is held out of the training part, 10 % seeded
+# and stratified by emotion, so checkpoints are picked on it and the test
+# split is for the final number only) and classes.txt.
 #
 # Inputs per sample (literature practice: OGM-GE, PMR, MMPareto train a
 # ResNet-18 per modality from scratch on 1-3 frames + the speech):
