@@ -9,7 +9,7 @@ and produces::
 
     <root>/rawframes/<Class>/v_<Class>_gXX_cYY/{img,flow_x,flow_y}_%05d.jpg
     <root>/rawframes/extract_report.json
-    <root>/ucf101_{train,val}_split_{1,2,3}_rawframes.txt
+    <root>/ucf101_{train,val,subtrain,subval}_split_{1,2,3}_rawframes.txt
 
 The annotations (``classInd.txt`` and the split files of ``--splits``) are
 parsed first, so a broken one is reported before hours of extraction. Step 1
@@ -72,7 +72,9 @@ def prepare(root: str,
             on_missing: Optional[str] = None,
             frame_tolerance: float = extract_rgb_flow.DEFAULT_FRAME_TOLERANCE,
             clip_timeout: Optional[float] = extract_rgb_flow.
-            DEFAULT_CLIP_TIMEOUT) -> Dict:
+            DEFAULT_CLIP_TIMEOUT,
+            val_groups: int = build_file_lists.DEFAULT_VAL_GROUPS,
+            seed: int = 0) -> Dict:
     """Extract frames + flow, then write the split lists.
 
     Args:
@@ -95,6 +97,9 @@ def prepare(root: str,
         frame_tolerance (float): Share of a clip's declared frames that may
             fail to decode before it counts as truncated.
         clip_timeout (float, optional): Seconds one clip may take.
+        val_groups (int): Groups of each training list held out as the
+            validation list (``subval``; the rest is ``subtrain``).
+        seed (int): Seed of the held-out groups.
 
     Returns:
         dict: ``extract`` (the extraction report) and ``lists`` (the list
@@ -112,7 +117,7 @@ def prepare(root: str,
         raise FileNotFoundError(
             f'{osp.join(ann_dir, "classInd.txt")} not found: unpack '
             'UCF101TrainTestSplits-RecognitionTask.zip into ' + ann_dir)
-    build_file_lists.read_splits(ann_dir, splits)
+    build_file_lists.read_splits(ann_dir, splits, val_groups, seed)
     report = extract_rgb_flow.extract_all(
         video_dir,
         rawframes_dir,
@@ -126,7 +131,13 @@ def prepare(root: str,
         clip_timeout=clip_timeout)
     extract_rgb_flow.print_report(report, rawframes_dir)
     summary = build_file_lists.build_split_lists(
-        ann_dir, rawframes_dir, out_dir, splits, on_missing=on_missing)
+        ann_dir,
+        rawframes_dir,
+        out_dir,
+        splits,
+        on_missing=on_missing,
+        val_groups=val_groups,
+        seed=seed)
     build_file_lists.print_summary(summary, out_dir)
     return dict(extract=report, lists=summary)
 
@@ -167,7 +178,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             splits=args.splits,
             on_missing=args.on_missing,
             frame_tolerance=args.frame_tolerance,
-            clip_timeout=args.clip_timeout)
+            clip_timeout=args.clip_timeout,
+            val_groups=args.val_groups,
+            seed=args.seed)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         # SplitFileError is a ValueError, MissingClipError a
         # FileNotFoundError: both name the file (and line) at fault.
