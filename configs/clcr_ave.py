@@ -5,6 +5,8 @@
 # then train / test:
 #   python tools/train.py configs/clcr_ave.py
 #   python tools/test.py configs/clcr_ave.py work_dirs/clcr_ave/best_*.pth
+# The best checkpoint is picked on AVE's official val split; the test split
+# gives the final number only.
 _base_ = [
     '_base_/models/clcr_av_resnet18.py',
     '_base_/datasets/ave.py',

@@ -6,6 +6,9 @@
 #   python tools/test.py configs/clcr_kinetics_sounds.py \
 #       work_dirs/clcr_kinetics_sounds/best_*.pth
 # The CLCR paper reports 75.41 top-1 accuracy on KS.
+# The best checkpoint is picked on val_list.txt (Kinetics' validate.csv,
+# disjoint from the training clips); test_list.txt (test.csv) gives the
+# final number only.
 _base_ = [
     '_base_/models/clcr_av_resnet18.py',
     '_base_/datasets/kinetics_sounds.py',
