@@ -511,22 +511,21 @@ def run_isolated(fn: Callable,
             failure = None
             if worker.conn.poll():
                 try:
-                    index, out = worker.conn.recv()
-                except (EOFError, OSError):
-                    failure = (f'worker process '
-                               f'{_describe_exit(worker.proc.exitcode)}')
+                    _, out = worker.conn.recv()
+                except (EOFError, OSError):  # it died: the pipe closed
+                    failure = 'died'
                 else:
                     finish(worker, out)
             elif not worker.proc.is_alive():
-                worker.proc.join()
-                failure = (f'worker process '
-                           f'{_describe_exit(worker.proc.exitcode)} while '
-                           'on this task')
+                failure = 'died'
             elif (timeout is not None
                   and time.monotonic() - worker.started > timeout):
                 failure = f'timed out after {timeout:g} s (worker killed)'
             if failure is not None:
-                worker.stop(kill=True)
+                worker.stop(kill=True)  # reaps it: its exit code is known
+                if failure == 'died':
+                    failure = ('worker process '
+                               f'{_describe_exit(worker.proc.exitcode)}')
                 finish(worker, (False, failure))
                 worker = pool[i] = _Worker(ctx, fn, initializer)
             if worker.index is None and pending:
