@@ -33,7 +33,7 @@ KS_CLASSES = avp.read_class_list(str(ks_tool.DEFAULT_CLASSES))
 LATIN1_DIR = os.fsdecode(b'caf\xe9')
 
 
-def _segfault(_task=None):
+def _segfault():
     os.kill(os.getpid(), signal.SIGSEGV)
 
 
@@ -151,8 +151,17 @@ def test_cremad_truncated_flv_and_wav(tmp_path):
     assert loose['bad'] == [] and loose['probe']['probed'] == 0
 
 
-def test_run_isolated_survives_crash_timeout_and_error():
+def _crash_sleep_or_fail(task: int) -> int:
+    if task == 1:
+        _segfault()
+    if task == 2:
+        time.sleep(60)
+    if task == 3:
+        raise ValueError(f'bad task {task}')
+    return task * 10
 
+
+def test_run_isolated_survives_crash_timeout_and_error():
     out = avp.run_isolated(
         _crash_sleep_or_fail, [0, 1, 2, 3, 4, 5],
         workers=2,
@@ -162,16 +171,6 @@ def test_run_isolated_survives_crash_timeout_and_error():
     assert out[1] == (False, 'worker process killed by SIGSEGV')
     assert out[2] == (False, 'timed out after 5 s (worker killed)')
     assert out[3] == (False, 'ValueError: bad task 3')
-
-
-def _crash_sleep_or_fail(task: int) -> int:
-    if task == 1:
-        _segfault()
-    if task == 2:
-        time.sleep(60)
-    if task == 3:
-        raise ValueError(f'bad task {task}')
-    return task * 10
 
 
 # ------------------------------------------------------------- UCF101 ---
