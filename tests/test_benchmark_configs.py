@@ -39,7 +39,7 @@ def test_mmsa_configs_train_and_evaluate(tmp_path, dataset, variant):
 def test_ucf101_config_trains_and_evaluates(tmp_path):
     root = tmp_path / 'ucf101'
     _make_dataset(str(root))
-    prep.prepare(str(root), workers=1)
+    prep.prepare(str(root), workers=1, val_groups=1)  # 2 train groups
     runner = tiny_runner('clcr_ucf101.py', tmp_path / 'work',
                          data_root=str(root))
     runner.train()
