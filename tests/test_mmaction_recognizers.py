@@ -124,6 +124,32 @@ def test_fusion_head_in_mmrecognizer3d_matches_clcr_recognizer(tmp_path):
         torch.testing.assert_close(losses[key], ref_losses[key])
 
 
+def test_fusion_head_applies_the_samples_modality_masks(tmp_path):
+    reference, model = twin_models(tmp_path)
+    masks = [dict(b=False), None, dict(a=False), None]
+    inputs = tiny_inputs(views=2)
+    # as a pipeline that zero-fills a missing modality delivers them
+    inputs['b'][0] = 0
+    inputs['a'][2] = 0
+    with torch.no_grad():
+        want = reference(copy_inputs(inputs), tiny_samples(masks=masks),
+                         mode='predict')
+        got = model(copy_inputs(inputs), tiny_samples(masks=masks),
+                    mode='predict')
+        unmasked = model(copy_inputs(inputs), tiny_samples(),
+                         mode='predict')
+        losses = model(copy_inputs(inputs), tiny_samples(masks=masks),
+                       mode='loss')
+        ref_losses = reference(copy_inputs(inputs),
+                               tiny_samples(masks=masks), mode='loss')
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g.pred_score, w.pred_score)
+    # the mask is not a no-op: sample 0 scores differ without it
+    assert not torch.allclose(got[0].pred_score, unmasked[0].pred_score)
+    torch.testing.assert_close(unmasked[1].pred_score, got[1].pred_score)
+    torch.testing.assert_close(losses['loss_sep'], ref_losses['loss_sep'])
+
+
 def test_fusion_head_trains_with_label_smoothing(tmp_path):
     _, model = twin_models(tmp_path)
     model.train()

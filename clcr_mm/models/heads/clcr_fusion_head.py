@@ -2,7 +2,7 @@
 from typing import Dict
 
 import torch
-from mmaction.utils import SampleList
+from mmaction.utils import OptSampleList, SampleList
 
 from clcr_mm.registry import MODELS
 from .clcr_head import CLCRHead
@@ -41,24 +41,29 @@ class CLCRFusionHead(CLCRHead):
         fusion.setdefault('type', 'clcr_mm.CLCRFusionNeck')
         self.fusion = MODELS.build(fusion)
 
-    def forward(self, x, **kwargs) -> torch.Tensor:
+    def forward(self, x, data_samples: OptSampleList = None,
+                **kwargs) -> torch.Tensor:
         """Fuse and score.
 
         Args:
             x (dict | tuple): Backbone features (levels or feature maps).
+            data_samples (list[ActionDataSample], optional): Their
+                ``modality_mask`` marks zero-filled modalities, which the
+                fusion then ignores.
 
         Returns:
             Tensor: (B, num_classes) scores.
         """
-        fused, _ = self.fusion(x)
-        return super().forward(fused)
+        feats = self.fusion.fuse_inputs(x, data_samples)
+        return super().forward(feats['fused'])
 
     def loss(self, feats, data_samples: SampleList,
              **kwargs) -> Dict[str, torch.Tensor]:
         """Task loss (``BaseHead.loss_by_feat``) plus the regularisers.
 
         With V views per sample folded into the batch (B*V scores), each
-        sample's label serves its V views.
+        sample's label serves its V views. The samples' ``modality_mask``
+        is applied, as in ``predict``.
 
         Args:
             feats (dict | tuple): Backbone features.
@@ -78,6 +83,13 @@ class CLCRFusionHead(CLCRHead):
         losses = self.loss_by_feat(scores, data_samples)
         losses.update(loss_aux)
         return losses
+
+    def predict(self, feats, data_samples: SampleList,
+                **kwargs) -> SampleList:
+        """``BaseHead.predict``, with the samples' modality masks applied
+        to the fusion."""
+        scores = self(feats, data_samples=data_samples)
+        return self.predict_by_feat(scores, data_samples)
 
     @staticmethod
     def map_recognizer_state(state: Dict[str, torch.Tensor],

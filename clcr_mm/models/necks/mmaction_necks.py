@@ -26,6 +26,76 @@ LOSS_NAMES = ('loss_sep', 'loss_cross', 'loss_budget', 'loss_align',
               'loss_level')
 
 
+def sample_modality_mask(data_samples: OptSampleList,
+                         modalities: Sequence[str], batch: int,
+                         device: torch.device) -> Optional[torch.Tensor]:
+    """The (batch, M) presence mask of the samples' ``modality_mask``.
+
+    Args:
+        data_samples (list[ActionDataSample], optional): B samples, each
+            with an optional ``modality_mask`` dict (modality -> present).
+        modalities (Sequence[str]): Modality names, the mask's columns.
+        batch (int): Rows of the features, B*V with V views per sample.
+        device (torch.device): Device of the mask.
+
+    Returns:
+        Tensor | None: Bool (B*V, M), each sample's row repeated for its
+        views; None when every modality of every sample is present (the
+        samples' flags are host metadata, nothing is read from the device).
+    """
+    flags = [(sample.get('modality_mask', None) or {})
+             for sample in (data_samples or [])]
+    if all(bool(f.get(m, True)) for f in flags for m in modalities):
+        return None
+    if batch % len(flags):
+        raise ValueError(f'{batch} feature rows are not a whole number of '
+                         f'views of {len(flags)} samples')
+    mask = torch.tensor([[bool(f.get(m, True)) for m in modalities]
+                         for f in flags], dtype=torch.bool)
+    return mask.repeat_interleave(batch // len(flags), dim=0).to(device)
+
+
+def fuse_levels(intra_ced: Optional[nn.ModuleDict], inter_cad: nn.Module,
+                levels: Levels,
+                modality_mask: Optional[torch.Tensor] = None,
+                token_masks: Optional[Levels] = None) -> dict:
+    """IntraCED on every level, then InterCAD.
+
+    Args:
+        intra_ced (nn.ModuleDict, optional): One IntraCED per level; None
+            skips the factorisation (InterCAD sees the tokens as both
+            shared and private).
+        inter_cad (nn.Module): InterCAD.
+        levels (dict): ``levels[level][modality]`` tokens (B, N, d).
+        modality_mask (Tensor, optional): Bool (B, M), True = present.
+        token_masks (dict, optional): ``[level][modality]`` bool (B, N),
+            False for padding tokens.
+
+    Returns:
+        dict: ``fused`` (InterCAD's output, h as ``feat`` (B, D)),
+        ``levels``, ``intra`` (per level IntraCED outputs, or None), ``mask``
+        and ``token_masks`` as given; the input of
+        :func:`clcr_regularisers`.
+    """
+    intra = None
+    if intra_ced is not None:
+        # token masks only where there are any, so exchange modules
+        # without padding support plug in unchanged
+        intra = {
+            level: intra_ced[level](levels[level], modality_mask)
+            if token_masks is None else intra_ced[level](
+                levels[level], modality_mask, token_masks=token_masks[level])
+            for level in LEVELS
+        }
+        shared = {level: intra[level]['shared'] for level in LEVELS}
+        private = {level: intra[level]['private'] for level in LEVELS}
+    else:
+        shared = private = levels
+    fused = inter_cad(shared, private, modality_mask, token_masks)
+    return dict(fused=fused, levels=levels, intra=intra, mask=modality_mask,
+                token_masks=token_masks)
+
+
 def clcr_regularisers(feats: dict, modalities: Sequence[str],
                       losses: Dict[str, Optional[nn.Module]]
                       ) -> Dict[str, torch.Tensor]:
@@ -238,42 +308,25 @@ class CLCRFusionNeck(BaseModule):
                                     self.modality_embed[m_idx])
         return levels
 
-    def fuse(self,
-             levels: Levels,
-             modality_mask: Optional[torch.Tensor] = None,
-             token_masks: Optional[Levels] = None) -> dict:
-        """IntraCED on every level, then InterCAD.
+    def fuse_inputs(self, x: Union[Levels, FeatureMaps],
+                    data_samples: OptSampleList = None) -> dict:
+        """Tokens of ``x``, fused with the samples' modality masks.
 
         Args:
-            levels (dict): ``levels[level][modality]`` tokens (B, N, d).
-            modality_mask (Tensor, optional): Bool (B, M), True = present.
-            token_masks (dict, optional): ``[level][modality]`` bool (B, N),
-                False for padding tokens.
+            x (dict | tuple): Levels or per-modality feature maps, with the
+                views of each sample folded into the batch (B*V).
+            data_samples (list[ActionDataSample], optional): B samples;
+                ``modality_mask`` (dict modality -> present) marks modalities
+                a pipeline zero-filled.
 
         Returns:
-            dict: ``fused`` (InterCAD's output, h as ``feat`` (B, D)),
-            ``levels``, ``intra`` (per level IntraCED outputs, or None),
-            ``mask`` and ``token_masks`` as given; the input of
-            :func:`clcr_regularisers`.
+            dict: Output of :func:`fuse_levels`.
         """
-        intra = None
-        if self.intra_ced is not None:
-            # token masks only where there are any, so exchange modules
-            # without padding support plug in unchanged
-            intra = {
-                level: self.intra_ced[level](levels[level], modality_mask)
-                if token_masks is None else self.intra_ced[level](
-                    levels[level], modality_mask,
-                    token_masks=token_masks[level])
-                for level in LEVELS
-            }
-            shared = {level: intra[level]['shared'] for level in LEVELS}
-            private = {level: intra[level]['private'] for level in LEVELS}
-        else:
-            shared = private = levels
-        fused = self.inter_cad(shared, private, modality_mask, token_masks)
-        return dict(fused=fused, levels=levels, intra=intra,
-                    mask=modality_mask, token_masks=token_masks)
+        levels = self.to_levels(x)
+        first = levels[LEVELS[0]][self.modalities[0]]
+        mask = sample_modality_mask(data_samples, self.modalities,
+                                    first.shape[0], first.device)
+        return fuse_levels(self.intra_ced, self.inter_cad, levels, mask)
 
     def regularisers(self, feats: dict) -> Dict[str, torch.Tensor]:
         """:func:`clcr_regularisers` with this neck's loss modules."""
@@ -289,14 +342,14 @@ class CLCRFusionNeck(BaseModule):
             x (dict | tuple): Levels or per-modality feature maps.
             data_samples (list[ActionDataSample], optional): Given in
                 training (as mmaction2's recognizers do), which turns the
-                regularisers on.
+                regularisers on; their ``modality_mask`` is applied.
 
         Returns:
             tuple: InterCAD's output dict (h as ``feat`` (B, D)) and
             ``loss_aux``, the regularisers and budget statistics (empty
             without ``data_samples``).
         """
-        feats = self.fuse(self.to_levels(x))
+        feats = self.fuse_inputs(x, data_samples)
         loss_aux = self.regularisers(feats) if data_samples is not None \
             else {}
         return feats['fused'], loss_aux
