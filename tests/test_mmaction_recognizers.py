@@ -218,8 +218,17 @@ def test_readme_neck_fragment_follows_the_neck_contract(tmp_path):
     assert 'budget_rho_deep' in loss_aux
     with pytest.raises(ValueError, match="modality 'pose'.*fix in_channels"):
         neck((maps[0], torch.randn(2, 256, 8, 7, 7)))
-    with pytest.raises(TypeError, match='set\\s+in_channels|in_channels'):
-        build_mm(dict(cfg.neck, in_channels=None))(maps)
+    token_neck = build_mm(dict(cfg.neck, in_channels=None))
+    with pytest.raises(TypeError, match='for backbone feature maps set'):
+        token_neck(maps)
+    levels = neck.to_levels(maps)
+    assert levels['shallow']['pose'].shape == (2, 64, 64)
+    fused3, _ = token_neck(levels)
+    assert fused3['feat'].shape == (2, 64)
+    narrow = {level: {m: t[..., :32] for m, t in tokens.items()}
+              for level, tokens in levels.items()}
+    with pytest.raises(ValueError, match="tokens of 'rgb' are 32 wide"):
+        token_neck(narrow)
 
 
 def test_rgbpose_project_config_replaces_rgbpose_head():

@@ -5,8 +5,11 @@ outputs, and returns ``(x, loss_aux)`` as mmaction2's necks do (``TPN``):
 ``x`` is InterCAD's output (its ``feat`` is h) and ``loss_aux`` holds CLCR's
 regularisers, each under its own key. It is the fusion inside
 :class:`CLCRFusionHead`, which plugs CLCR into mmaction2's
-``MMRecognizer3D``; :func:`clcr_regularisers` is the regulariser wiring that
-``CLCRRecognizer`` computes the same way.
+``MMRecognizer3D``. Its steps are functions that any CLCR model shares:
+:func:`fuse_levels` (IntraCED per level -> InterCAD),
+:func:`clcr_regularisers` (every configured regulariser and the budget
+statistics) and :func:`sample_modality_mask` (the samples' modality flags as
+a mask).
 """
 from typing import Dict, Optional, Sequence, Tuple, Union
 
@@ -281,6 +284,14 @@ class CLCRFusionNeck(BaseModule):
                     f'encoder\'s levels, a dict with keys {LEVELS} of '
                     'per-modality tokens; for backbone feature maps set '
                     'in_channels')
+            for level in LEVELS:
+                for m, tokens in x[level].items():
+                    if tokens.shape[-1] != self.embed_dims:
+                        raise ValueError(
+                            f'CLCRFusionNeck: {level} tokens of {m!r} are '
+                            f'{tokens.shape[-1]} wide but embed_dims='
+                            f'{self.embed_dims}; give the fusion the '
+                            'encoder\'s embed_dims')
             return x
         if isinstance(x, dict):
             check_modalities(x, self.modalities, type(self).__name__)
