@@ -264,6 +264,29 @@ def test_rgbpose_synthetic_configs_differ_only_in_the_head():
     assert baseline.model.backbone == clcr.model.backbone
 
 
+def test_rgbpose_project_hierarchy_encoder_taps_both_pathways():
+    """MMRecognizer3D calls CLCR's encoder as backbone(imgs=...,
+    heatmap_imgs=...), three stages of each pathway become the levels."""
+    cfg = Config.fromfile(
+        osp.join(osp.dirname(RGBPOSE_CFG),
+                 'clcr-hierarchy_slowonly-rgb-pose_synthetic-rgbpose.py'))
+    assert cfg.model.type == 'MMRecognizer3D'
+    model = build_mm(cfg.model)
+    inputs = dict(imgs=torch.randn(2, 1, 3, 8, 64, 64),
+                  heatmap_imgs=torch.randn(2, 1, 17, 32, 16, 16))
+    levels = model(copy_inputs(inputs), mode='tensor')
+    assert {m: t.shape[1] for m, t in levels['shallow'].items()} == dict(
+        imgs=64, heatmap_imgs=32)
+    losses = model(copy_inputs(inputs), tiny_samples(batch=2), mode='loss')
+    assert {'loss_cls', 'loss_sep', 'loss_cross', 'loss_level'} <= set(
+        losses)
+    model.eval()
+    with torch.no_grad():
+        pred = model(copy_inputs(inputs), tiny_samples(batch=2),
+                     mode='predict')
+    assert pred[0].pred_score.shape == (4, )
+
+
 def test_rgbpose_project_trains_one_iteration_with_mmaction2_train_py(
         tmp_path):
     """The generated pose annotations + videos go through mmaction2's own
