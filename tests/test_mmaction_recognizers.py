@@ -229,6 +229,10 @@ def test_readme_neck_fragment_follows_the_neck_contract(tmp_path):
               for level, tokens in levels.items()}
     with pytest.raises(ValueError, match="tokens of 'rgb' are 32 wide"):
         token_neck(narrow)
+    with pytest.raises(KeyError, match="no input for \\['pose'\\]"):
+        token_neck({level: dict(rgb=t['rgb']) for level, t in levels.items()})
+    with pytest.raises(ValueError, match="'rgb' gave 2 feature maps"):
+        neck(((maps[0], maps[0]), maps[1]))
 
 
 def test_rgbpose_project_config_replaces_rgbpose_head():

@@ -285,6 +285,8 @@ class CLCRFusionNeck(BaseModule):
                     'per-modality tokens; for backbone feature maps set '
                     'in_channels')
             for level in LEVELS:
+                check_modalities(x[level], self.modalities,
+                                 f'{type(self).__name__} ({level} level)')
                 for m, tokens in x[level].items():
                     if tokens.shape[-1] != self.embed_dims:
                         raise ValueError(
@@ -306,6 +308,10 @@ class CLCRFusionNeck(BaseModule):
         for m_idx, (m, feats) in enumerate(zip(self.modalities, maps)):
             if isinstance(feats, torch.Tensor):
                 feats = (feats, ) * len(LEVELS)
+            if len(feats) != len(LEVELS):
+                raise ValueError(
+                    f'CLCRFusionNeck: modality {m!r} gave {len(feats)} '
+                    f'feature maps; give one, or one per level {LEVELS}')
             for l_idx, (level, tap, aligner) in enumerate(
                     zip(LEVELS, feats, self.aligners[m])):
                 if tap.dim() == 4:  # (B, C, H, W): a one-frame clip
