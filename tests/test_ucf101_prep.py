@@ -20,18 +20,12 @@ from mmengine.dataset import Compose
 from clcr_mm import register_all_modules
 from clcr_mm.registry import DATASETS, TRANSFORMS
 from tool_loader import load_tool
+from ucf101_replica import (CLASSES, NUM_FRAMES, SPEED, H, W, make_download,
+                            write_video)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL_DIR = osp.join(REPO, 'tools', 'data', 'ucf101')
 CONFIG = osp.join(REPO, 'configs', '_base_', 'datasets', 'ucf101_rgb_flow.py')
-
-NUM_FRAMES = 10
-SPEED = 3  # px / frame, to the right
-W, H = 64, 48
-# (class folder, file-name class, groups); HandstandPushups reproduces the
-# official folder/file-name case mismatch.
-CLASSES = [('Biking', 'Biking', (1, 2, 3)),
-           ('HandstandPushups', 'HandStandPushups', (1, 2, 3))]
 
 
 def _load(name: str, filename: str):
@@ -45,57 +39,12 @@ extract = prep.extract_rgb_flow
 lists = prep.build_file_lists
 
 
-def _write_video(path: str, n: int = NUM_FRAMES) -> None:
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), 25,
-                             (W, H))
-    assert writer.isOpened()
-    for t in range(n):
-        frame = np.full((H, W, 3), 40, np.uint8)
-        x = 8 + SPEED * t
-        frame[16:32, x:x + 14] = (30, 200, 230)
-        writer.write(frame)
-    writer.release()
-
-
-def _write(path: str, lines) -> None:
-    # The official split files use CRLF line ends.
-    with open(path, 'w', newline='') as f:
-        f.write(''.join(line + '\r\n' for line in lines))
-
-
-def _make_dataset(root: str) -> None:
-    for folder, fname_cls, groups in CLASSES:
-        os.makedirs(osp.join(root, 'UCF-101', folder))
-        for g in groups:
-            _write_video(
-                osp.join(root, 'UCF-101', folder,
-                         f'v_{fname_cls}_g{g:02d}_c01.avi'))
-    # Corrupt video, present on disk but not listed in any split.
-    with open(osp.join(root, 'UCF-101', 'Biking', 'v_Biking_g09_c01.avi'),
-              'wb') as f:
-        f.write(b'RIFF' + os.urandom(2000))
-    ann = osp.join(root, 'ucfTrainTestlist')
-    os.makedirs(ann)
-    _write(osp.join(ann, 'classInd.txt'),
-           [f'{i + 1} {c[0]}' for i, c in enumerate(CLASSES)])
-    for k in (1, 2, 3):
-        train, test = [], []
-        for i, (folder, fname_cls, groups) in enumerate(CLASSES):
-            for g in groups:
-                video = f'{folder}/v_{fname_cls}_g{g:02d}_c01.avi'
-                if g == k:
-                    test.append(video)
-                else:
-                    train.append(f'{video} {i + 1}')
-        _write(osp.join(ann, f'trainlist{k:02d}.txt'), train)
-        _write(osp.join(ann, f'testlist{k:02d}.txt'), test)
-
-
 @pytest.fixture(scope='module')
 def prepared(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('ucf') / 'ucf101')
-    _make_dataset(root)
-    result = prep.prepare(root, workers=2)
+    make_download(root)
+    # Two groups per training list here: hold one out for validation.
+    result = prep.prepare(root, workers=2, val_groups=1)
     return root, result
 
 
@@ -176,7 +125,7 @@ def test_rerun_skips_finished_clips(prepared):
 
 def test_interrupted_clip_is_redone(tmp_path):
     video = str(tmp_path / 'v_X_g01_c01.avi')
-    _write_video(video, n=4)
+    write_video(video, n=4)
     clip_dir = str(tmp_path / 'out' / 'X' / 'v_X_g01_c01')
     os.makedirs(clip_dir)
     # Leftovers of an interrupted run: no done marker, stale frames.
@@ -216,6 +165,28 @@ def test_lists_content(prepared):
     for k in (2, 3):
         assert osp.isfile(
             osp.join(root, f'ucf101_val_split_{k}_rawframes.txt'))
+    # The validation list holds whole groups (the seeded draw of 1 of the
+    # training groups 2, 3), the same for every class; with the rest it
+    # makes up the training list.
+    with open(osp.join(root, 'ucf101_subtrain_split_1_rawframes.txt')) as f:
+        subtrain = f.read().splitlines()
+    with open(osp.join(root, 'ucf101_subval_split_1_rawframes.txt')) as f:
+        subval = f.read().splitlines()
+    summary = prepared[1]['lists']
+    [held] = summary['ucf101_subval_split_1_rawframes.txt']['held_out_groups']
+    assert held in (2, 3)
+    assert subval == [line for line in train if f'_g0{held}_' in line]
+    assert subtrain == [line for line in train if f'_g0{held}_' not in line]
+    assert len(subval) == 2 and len(subtrain) == 2
+    # Seeded: the same draw again; too many groups is an error.
+    again = lists.read_splits(
+        osp.join(root, 'ucfTrainTestlist'), (1, ), val_groups=1)
+    assert again['ucf101_subval_split_1_rawframes.txt'][2] == [held]
+    with pytest.raises(lists.SplitFileError,
+                       match=r'trainlist01\.txt: has 2 groups: cannot hold '
+                       'out 2'):
+        lists.read_splits(
+            osp.join(root, 'ucfTrainTestlist'), (1, ), val_groups=2)
 
 
 def _ann_copy(root, tmp_path):
@@ -256,18 +227,18 @@ def test_bad_class_index_and_missing_split_file(prepared, tmp_path):
     (ann / 'classInd.txt').write_text('1 Biking\n1 HandstandPushups\n')
     with pytest.raises(lists.SplitFileError, match=r'classInd.txt:2: index'):
         lists.build_split_lists(str(ann), osp.join(root, 'rawframes'),
-                                str(tmp_path))
+                                str(tmp_path), val_groups=1)
     ann = _ann_copy(root, tmp_path / 'b')
     os.remove(ann / 'testlist03.txt')
     with pytest.raises(FileNotFoundError, match='testlist03.txt'):
         lists.build_split_lists(str(ann), osp.join(root, 'rawframes'),
-                                str(tmp_path))
+                                str(tmp_path), val_groups=1)
     # The command-line entry point turns it into a message, not a traceback.
     assert lists.main([
         '--ann-dir',
         str(ann), '--rawframes',
         osp.join(root, 'rawframes'), '--out-dir',
-        str(tmp_path)
+        str(tmp_path), '--val-groups', '1'
     ]) == 1
 
 
@@ -279,7 +250,7 @@ def test_listed_clip_without_frames(prepared, tmp_path):
     with pytest.raises(lists.MissingClipError) as info:
         lists.build_split_lists(
             str(ann), osp.join(root, 'rawframes'), str(tmp_path / 'o1'),
-            splits=[1])
+            splits=[1], val_groups=1)
     assert f'{path}:3: Biking/v_Biking_g09_c01' in str(info.value)
     with pytest.warns(UserWarning, match='skipped 1 listed clip'):
         summary = lists.build_split_lists(
@@ -287,7 +258,8 @@ def test_listed_clip_without_frames(prepared, tmp_path):
             osp.join(root, 'rawframes'),
             str(tmp_path / 'o2'),
             splits=[1],
-            on_missing='skip')
+            on_missing='skip',
+            val_groups=1)
     info = summary['ucf101_val_split_1_rawframes.txt']
     assert info['written'] == 2 and info['missing'] == 1
 
@@ -315,7 +287,8 @@ def test_config_dataset_shapes(prepared, cfg, loader, views):
     np.random.seed(0)
     random.seed(0)
     ds = _build(cfg, loader, root)
-    assert len(ds) == (4 if loader == 'train_dataloader' else 2)
+    # subtrain, subval and the test list: 2 clips each here.
+    assert len(ds) == 2
     out = ds[0]
     rgb, flow = out['inputs']['rgb'], out['inputs']['flow']
     assert tuple(rgb.shape) == (views, 3, cfg.clip_len, cfg.crop_size,
@@ -475,11 +448,11 @@ def test_prepare_command_line_dry_run(tmp_path):
     """The documented one command, run as a script, with --max-clips."""
     import subprocess
     root = str(tmp_path / 'ucf101')
-    _make_dataset(root)
+    make_download(root)
     proc = subprocess.run([
         sys.executable,
         osp.join(TOOL_DIR, 'prepare.py'), '--root', root, '--max-clips', '2',
-        '--workers', '1', '--splits', '1'
+        '--workers', '1', '--splits', '1', '--val-groups', '1'
     ],
                           capture_output=True,
                           text=True,

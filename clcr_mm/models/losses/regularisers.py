@@ -7,14 +7,13 @@ component and one-token levels, the cross-level term is batch-centred (the
 anchors, the same for every sample, drop out), and the alignment term
 compares batch-centred pooled shared features across modalities.
 """
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from clcr_mm.registry import MODELS
-from ..utils import masked_mean
 
 TokenDict = Dict[str, Dict[str, torch.Tensor]]
 MaskDict = Optional[Dict[str, Dict[str, torch.Tensor]]]
@@ -27,14 +26,53 @@ def _check_weight(where: str, loss_weight: float) -> None:
                          f'{loss_weight!r}')
 
 
-def _valid(token_masks: MaskDict, level: str,
-           modality: str) -> Optional[torch.Tensor]:
-    return (token_masks or {}).get(level, {}).get(modality)
+def stack_levels(tokens: TokenDict, modalities: Sequence[str],
+                 token_masks: MaskDict = None
+                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Stack every (level, modality) token set into one tensor, so each
+    regulariser runs as a few batched ops instead of a Python loop.
+
+    Args:
+        tokens (dict): ``[level][modality]`` (B, N, d).
+        modalities (Sequence[str]): Modality order.
+        token_masks (dict, optional): ``[level][modality]`` bool (B, N).
+
+    Returns:
+        tuple: Tokens (P, B, N_max, d) with P = levels x modalities
+        (level-major), zero-padded, and their validity (P, B, N_max), or
+        None when every set has N_max tokens and no mask.
+    """
+    sets = [(level, m, level_tokens[m])
+            for level, level_tokens in tokens.items() for m in modalities]
+    longest = max(t.shape[1] for _, _, t in sets)
+    token_masks = token_masks or {}
+    masks = [token_masks.get(level, {}).get(m) for level, m, _ in sets]
+    if all(t.shape[1] == longest for _, _, t in sets) and all(
+            mask is None for mask in masks):
+        return torch.stack([t for _, _, t in sets]), None
+    stacked = torch.stack(
+        [F.pad(t, (0, 0, 0, longest - t.shape[1])) for _, _, t in sets])
+    valid = torch.stack([
+        F.pad(
+            mask if mask is not None else t.new_ones(
+                t.shape[:2], dtype=torch.bool), (0, longest - t.shape[1]))
+        for (_, _, t), mask in zip(sets, masks)
+    ])
+    return stacked, valid
+
+
+def _pooled(tokens: torch.Tensor,
+            valid: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mean over valid tokens: (..., N, d) -> (..., d)."""
+    if valid is None:
+        return tokens.mean(-2)
+    weight = valid.to(tokens.dtype).unsqueeze(-1)
+    return (tokens * weight).sum(-2) / weight.sum(-2).clamp(min=1)
 
 
 def _cross_energy(shared: torch.Tensor, private: torch.Tensor,
                   valid: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``||S^T P||_F^2 / N^2`` per sample, (B, ), of (B, N, d) unit tokens.
+    """``||S^T P||_F^2 / N^2`` per token set, of unit tokens (..., N, d).
 
     Not centred over tokens: a direction that every token of S and of P
     shares (their pooled mean, which InterCAD reads) counts, and a one-token
@@ -44,75 +82,86 @@ def _cross_energy(shared: torch.Tensor, private: torch.Tensor,
     value, 2 N^2 d instead of N d^2 multiply-adds).
 
     Args:
-        shared, private (Tensor): (B, N, d).
-        valid (Tensor, optional): Bool (B, N); padding tokens are left out
-            and N counts valid tokens only.
+        shared, private (Tensor): (..., N, d).
+        valid (Tensor, optional): Bool (..., N); padding tokens are left
+            out and N counts valid tokens only.
+
+    Returns:
+        Tensor: Energy of shape (..., ).
     """
     shared, private = F.normalize(shared, dim=-1), F.normalize(private, dim=-1)
     if valid is None:
-        num = shared.new_full((shared.shape[0], ), shared.shape[1])
+        num = shared.new_full(shared.shape[:-2], shared.shape[-2])
     else:
         weight = valid.to(shared.dtype).unsqueeze(-1)
         shared, private = shared * weight, private * weight
-        num = weight.sum((1, 2)).clamp(min=1)
-    if shared.shape[1] < shared.shape[2]:
-        energy = (shared @ shared.transpose(1, 2)) * (
-            private @ private.transpose(1, 2))
+        num = weight.sum((-2, -1)).clamp(min=1)
+    if shared.shape[-2] < shared.shape[-1]:
+        energy = (shared @ shared.transpose(-1, -2)) * (
+            private @ private.transpose(-1, -2))
     else:
-        energy = torch.einsum('bnd,bne->bde', shared, private).pow(2)
-    return energy.sum((1, 2)) / num**2
-
-
-def _centred(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Subtract the weighted batch mean of (B, d) features."""
-    mean = (x * weight).sum(0, keepdim=True) / weight.sum().clamp(min=1)
-    return (x - mean) * weight
+        energy = (shared.transpose(-1, -2) @ private).pow(2)
+    return energy.sum((-2, -1)) / num**2
 
 
 def _unbiased_hsic(gram_x: torch.Tensor, gram_y: torch.Tensor,
                    num: torch.Tensor) -> torch.Tensor:
-    """Unbiased HSIC estimator (Song et al., 2012) of two (B, B) Gram
-    matrices whose rows and columns of absent samples are zero."""
-    eye = torch.eye(gram_x.shape[0], dtype=torch.bool, device=gram_x.device)
+    """Unbiased HSIC estimator (Song et al., 2012) of (..., B, B) Gram
+    matrices whose rows and columns of absent samples are zero; ``num``
+    (..., ) counts the present samples."""
+    eye = torch.eye(gram_x.shape[-1], dtype=torch.bool, device=gram_x.device)
     gram_x, gram_y = gram_x.masked_fill(eye, 0), gram_y.masked_fill(eye, 0)
-    trace = (gram_x * gram_y).sum()
-    sum_x, sum_y = gram_x.sum(), gram_y.sum()
-    cross = (gram_x.sum(0) * gram_y.sum(0)).sum()
+    trace = (gram_x * gram_y).sum((-2, -1))
+    sum_x, sum_y = gram_x.sum((-2, -1)), gram_y.sum((-2, -1))
+    cross = (gram_x.sum(-2) * gram_y.sum(-2)).sum(-1)
     return (trace + sum_x * sum_y / ((num - 1) * (num - 2)) -
             2 * cross / (num - 2)) / (num * (num - 3))
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor,
                present: torch.Tensor) -> torch.Tensor:
-    """Debiased linear CKA between (B, d) features over the present samples:
-    about 0 when the features are independent across samples (also when
-    B < d, where the plain estimator is biased far above 0), 1 when one is
-    an orthogonal transform of the other. A batch-level independence
+    """Debiased linear CKA between (..., B, d) features over the present
+    samples: about 0 when the features are independent across samples (also
+    when B < d, where the plain estimator is biased far above 0), 1 when one
+    is an orthogonal transform of the other. A batch-level independence
     measure (normalised HSIC), blind to constant offsets. Zero when fewer
     than 4 samples are present.
 
     Args:
-        x, y (Tensor): (B, d) features.
-        present (Tensor): Bool (B, ).
+        x, y (Tensor): (..., B, d) features.
+        present (Tensor): Bool (..., B).
 
     Returns:
-        Tensor: Scalar, clamped at 0 from below.
+        Tensor: (..., ), clamped at 0 from below.
     """
     weight = present.to(x.dtype).unsqueeze(-1)
     x, y = x * weight, y * weight
-    num = weight.sum().clamp(min=4)
-    gram_x, gram_y = x @ x.transpose(0, 1), y @ y.transpose(0, 1)
+    count = weight.sum((-2, -1))
+    num = count.clamp(min=4)
+    gram_x, gram_y = x @ x.transpose(-1, -2), y @ y.transpose(-1, -2)
     hsic_xy = _unbiased_hsic(gram_x, gram_y, num)
     norm = (_unbiased_hsic(gram_x, gram_x, num) *
             _unbiased_hsic(gram_y, gram_y, num)).clamp(min=1e-12).sqrt()
-    enough = (weight.sum() >= 4).to(x.dtype)
-    return (hsic_xy / norm).clamp(min=0) * enough
+    return (hsic_xy / norm).clamp(min=0) * (count >= 4).to(x.dtype)
+
+
+def _centred(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Subtract the weighted batch mean of (..., B, d) features; weight
+    (..., B, 1)."""
+    mean = (x * weight).sum(-2, keepdim=True) / weight.sum(
+        -2, keepdim=True).clamp(min=1)
+    return (x - mean) * weight
 
 
 def _present_mean(values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Mean of (B, ) values over present samples (0 if none)."""
+    """Mean of (..., B) values over present samples (0 if none): (..., )."""
     weight = present.to(values.dtype)
-    return (values * weight).sum() / weight.sum().clamp(min=1)
+    return (values * weight).sum(-1) / weight.sum(-1).clamp(min=1)
+
+
+def _pair_presence(present: torch.Tensor, num_levels: int) -> torch.Tensor:
+    """(B, M) presence -> (L*M, B), level-major as :func:`stack_levels`."""
+    return present.transpose(0, 1).repeat(num_levels, 1)
 
 
 @MODELS.register_module()
@@ -163,20 +212,16 @@ class SharedPrivateSeparationLoss(nn.Module):
         Returns:
             Tensor: Weighted scalar loss.
         """
-        terms = []
-        for level, level_shared in shared.items():
-            for i, m in enumerate(modalities):
-                valid = _valid(token_masks, level, m)
-                energy = _cross_energy(level_shared[m], private[level][m],
-                                       valid)
-                term = _present_mean(energy, present[:, i])
-                if self.batch_weight:
-                    term = term + self.batch_weight * linear_cka(
-                        masked_mean(level_shared[m], None, valid),
-                        masked_mean(private[level][m], None, valid),
-                        present[:, i])
-                terms.append(term)
-        return self.loss_weight * torch.stack(terms).mean()
+        shared_t, valid = stack_levels(shared, modalities, token_masks)
+        private_t, _ = stack_levels(private, modalities, token_masks)
+        present_t = _pair_presence(present, len(shared))
+        terms = _present_mean(_cross_energy(shared_t, private_t, valid),
+                              present_t)
+        if self.batch_weight:
+            terms = terms + self.batch_weight * linear_cka(
+                _pooled(shared_t, valid), _pooled(private_t, valid),
+                present_t)
+        return self.loss_weight * terms.mean()
 
 
 @MODELS.register_module()
@@ -282,23 +327,23 @@ class SharedAlignmentLoss(nn.Module):
         Returns:
             Tensor: Weighted scalar loss.
         """
-        terms = []
-        for level, level_shared in shared.items():
-            pooled = [
-                masked_mean(level_shared[m], None, _valid(token_masks, level,
-                                                          m))
-                for m in modalities
-            ]
-            for i in range(len(modalities)):
-                for j in range(i + 1, len(modalities)):
-                    both = present[:, i] & present[:, j]
-                    weight = both.to(pooled[i].dtype).unsqueeze(-1)
-                    cos = F.cosine_similarity(
-                        _centred(pooled[i], weight),
-                        _centred(pooled[j], weight),
-                        dim=-1)
-                    terms.append(_present_mean(1 - cos, both))
-        return self.loss_weight * torch.stack(terms).mean()
+        num_levels, num_mod = len(shared), len(modalities)
+        tokens, valid = stack_levels(shared, modalities, token_masks)
+        # (L, M, B, d), each modality centred over the samples it is in
+        weight = _pair_presence(present, num_levels).to(
+            tokens.dtype).unsqueeze(-1)
+        pooled = _centred(_pooled(tokens, valid), weight)
+        unit = F.normalize(pooled, dim=-1).view(num_levels, num_mod,
+                                                 *pooled.shape[1:])
+        cos = torch.einsum('lmbd,lnbd->lmnb', unit, unit)
+        both = present.transpose(0, 1)
+        both = both[:, None, :] & both[None, :, :]  # (M, M, B)
+        pairs = torch.ones(num_mod, num_mod, dtype=torch.bool,
+                           device=both.device).triu(1)
+        pair_loss = _present_mean(1 - cos, both.expand_as(cos))  # (L, M, M)
+        pairs = pairs.to(pair_loss.dtype)
+        return self.loss_weight * (pair_loss * pairs).sum() / (
+            num_levels * pairs.sum())
 
 
 @MODELS.register_module()
