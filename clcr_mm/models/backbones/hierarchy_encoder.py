@@ -366,18 +366,29 @@ class CLCRHierarchyEncoder(BaseModule):
         return tuple(a.num_tokens for a in self.aligners[modality])
 
     def forward(
-        self, inputs: Dict[str, torch.Tensor]
+        self,
+        inputs: Optional[Dict[str, torch.Tensor]] = None,
+        **modality_inputs: torch.Tensor
     ) -> Dict[str, Dict[str, torch.Tensor]]:
         """Encode every modality into three aligned levels.
 
         Args:
-            inputs (dict[str, Tensor]): Per modality, a batch in that
-                modality's layout (no view dim).
+            inputs (dict[str, Tensor], optional): Per modality, a batch in
+                that modality's layout (no view dim).
+            **modality_inputs (Tensor): The same, one keyword per modality,
+                as mmaction2's ``MMRecognizer3D`` calls
+                ``backbone(**inputs)``; instead of ``inputs``.
 
         Returns:
             dict[str, dict[str, Tensor]]: ``levels[level][modality]`` tokens
             of shape (B, N_m^l, d), for level in ('shallow', 'mid', 'deep').
         """
+        if (inputs is None) == (not modality_inputs):
+            raise TypeError(
+                f'{type(self).__name__} takes its modalities either as one '
+                'dict or as keywords (backbone(**inputs)), not both or '
+                'neither')
+        inputs = modality_inputs if inputs is None else inputs
         check_modalities(inputs, self.modalities, type(self).__name__)
         levels: Dict[str, Dict[str, torch.Tensor]] = {l: {} for l in LEVELS}
         for m_idx, name in enumerate(self.modalities):
