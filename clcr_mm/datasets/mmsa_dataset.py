@@ -17,6 +17,7 @@ dict ``{'train': split, 'valid': split, 'test': split}`` where a split maps
 ``La = Lv = 50`` in the aligned files; the unaligned ones are longer (MOSI
 audio 375 / vision 500, MOSEI 500 / 500).
 """
+import io
 import os
 import os.path as osp
 import pickle
@@ -44,12 +45,68 @@ CHANNEL_FIRST_KEYS = ('text_bert', )
 # Python objects whose refcounts would dirty every page.
 _PICKLE_CACHE: Dict[str, Tuple[Tuple[int, int], dict]] = {}
 
+# The only globals an MMSA pickle needs: numpy's array / scalar
+# reconstruction (numpy 1 and 2 module paths), and ``_codecs.encode``, with
+# which protocol-2 pickles rebuild the bytes of array buffers. Everything
+# else (dicts, lists, str, numbers) is built by pickle opcodes without
+# calling anything, so an allow-list of callables suffices.
+_MMSA_PICKLE_GLOBALS = frozenset(
+    [(f'numpy.{core}.multiarray', name)
+     for core in ('core', '_core') for name in ('_reconstruct', 'scalar')] +
+    [(f'numpy.{core}.numeric', '_frombuffer') for core in ('core', '_core')] +
+    [('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode')])
+
+
+class _MMSAUnpickler(pickle.Unpickler):
+    """Unpickler that refuses every global outside ``_MMSA_PICKLE_GLOBALS``.
+
+    A pickle is a program: ``pickle.load`` on a downloaded file would run
+    whatever callable it names (``os.system``, ``builtins.eval``...). The
+    MMSA format needs only numpy arrays (numeric, str or object dtype, whose
+    items are unpickled by this same class) inside dicts and lists.
+    """
+
+    def __init__(self, file, path: str) -> None:
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _MMSA_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(
+                f'{self.path}: refusing to load {module}.{name}; an MMSA '
+                'feature pickle holds only dicts, lists, strings, numbers '
+                'and numpy arrays, so this file is not one (or was crafted '
+                'to run code).')
+        return super().find_class(module, name)
+
+
+def restricted_pickle_load(path: str) -> Any:
+    """Unpickle ``path`` admitting only the MMSA format's building blocks.
+
+    Args:
+        path (str): Pickle file.
+
+    Returns:
+        Any: The unpickled object.
+
+    Raises:
+        pickle.UnpicklingError: The file names a callable outside numpy's
+            array reconstruction (the message names the file and the
+            callable), or is not a valid pickle.
+    """
+    with open(path, 'rb') as f:
+        # one read, then parse from memory: faster than many small reads
+        return _MMSAUnpickler(io.BytesIO(f.read()), path).load()
+
 
 def load_mmsa_pickle(path: str) -> dict:
     """Load an MMSA feature pickle, once per process.
 
     Args:
         path (str): Path to ``aligned_50.pkl`` / ``unaligned_50.pkl``.
+
+    The file is read with a restricted unpickler (see
+    :func:`restricted_pickle_load`), so a crafted pickle cannot run code.
 
     Returns:
         dict: The unpickled ``{split: {key: value}}`` dict. It is shared
@@ -58,7 +115,8 @@ def load_mmsa_pickle(path: str) -> dict:
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file cannot be unpickled or is not a dict.
+        ValueError: If the file cannot be unpickled, names a forbidden
+            callable, or is not a dict.
     """
     real = osp.realpath(path)
     if not osp.isfile(real):
@@ -69,8 +127,7 @@ def load_mmsa_pickle(path: str) -> dict:
     if cached is not None and cached[0] == stamp:
         return cached[1]
     try:
-        with open(real, 'rb') as f:
-            data = pickle.load(f)
+        data = restricted_pickle_load(real)
     except Exception as e:  # corrupt, truncated or not a pickle at all
         raise ValueError(
             f'Cannot unpickle MMSA feature file {path}: '
