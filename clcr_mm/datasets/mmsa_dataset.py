@@ -18,6 +18,7 @@ dict ``{'train': split, 'valid': split, 'test': split}`` where a split maps
 audio 375 / vision 500, MOSEI 500 / 500).
 """
 import io
+import logging
 import os
 import os.path as osp
 import pickle
@@ -197,7 +198,9 @@ class MMSAFeatureDataset(BaseDataset):
       ``long``, which would truncate sentiment scores;
     - ``modality_mask``: dict name -> bool, False when the sample's valid
       length for that modality is 0;
-    - ``seq_lengths``: dict name -> int, valid (unpadded) steps;
+    - ``valid_lengths``: dict name -> int, valid (unpadded) steps, which
+      the model turns into token masks (pack it with ``PackActionInputs(
+      meta_keys=(..., 'valid_lengths'))``);
     - ``sample_id`` (the MMSA ``id``), ``raw_text``, ``split``,
       ``filename`` (the pickle path, for error messages).
 
@@ -385,7 +388,7 @@ class MMSAFeatureDataset(BaseDataset):
 
         Returns:
             list[dict]: One record per sample with ``row``, ``sample_id``,
-            ``label`` (float), ``seq_lengths``, ``modality_mask``,
+            ``label`` (float), ``valid_lengths``, ``modality_mask``,
             ``raw_text``.
         """
         data = load_mmsa_pickle(self.ann_file)
@@ -418,21 +421,48 @@ class MMSAFeatureDataset(BaseDataset):
                                           arr.shape[1])
         self._store = _SharedArrays(features, bad_rows)
 
+        self._log_truncation(lengths)
+
         data_list = []
         for row in range(num):
-            seq_lengths = {name: int(lengths[name][row])
-                           for name in self.modalities}
+            valid_lengths = {name: int(lengths[name][row])
+                             for name in self.modalities}
             data_list.append(
                 dict(
                     row=row,
                     sample_id=ids[row],
                     label=float(labels[row]),
-                    seq_lengths=seq_lengths,
+                    valid_lengths=valid_lengths,
                     modality_mask={n: l > 0
-                                   for n, l in seq_lengths.items()},
+                                   for n, l in valid_lengths.items()},
                     raw_text=(str(raw_text[row])
                               if raw_text is not None else '')))
         return data_list
+
+    def _log_truncation(self, lengths: Dict[str, np.ndarray]) -> None:
+        """Warn how many samples the pipeline's fixed ``seq_len`` cuts.
+
+        Truncation is deterministic, so this count is the same in every
+        epoch; :class:`PadSequenceFeatures` also warns when it first cuts.
+
+        Args:
+            lengths (dict[str, np.ndarray]): (N,) valid steps per modality.
+        """
+        transforms = getattr(self.pipeline, 'transforms', [])
+        for transform in transforms:
+            cut = getattr(transform, 'count_truncated', None)
+            if cut is None:
+                continue
+            for name, (count, target) in cut(lengths).items():
+                print_log(
+                    f"MMSAFeatureDataset: {self.ann_file} split "
+                    f"'{self.split}': {transform.__class__.__name__}("
+                    f'seq_len={target}) cuts modality {name!r} in {count} '
+                    f'of {len(lengths[name])} samples (valid lengths up to '
+                    f'{int(lengths[name].max())} steps); set its seq_len '
+                    'to None to keep every step.',
+                    logger='current',
+                    level=logging.WARNING)
 
     # ------------------------------------------------------------------
     # access
