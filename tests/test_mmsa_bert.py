@@ -69,7 +69,7 @@ def test_bert_encoder_validates_config(bert_dir, kwargs, error, message):
 
 def test_mosi_bert_config_fine_tunes_bert_with_its_own_lr(tmp_path,
                                                           bert_dir):
-    write_pickle(tmp_path / 'mosi')
+    write_pickle(tmp_path / 'mosi', aligned=False)
     runner = tiny_runner(
         'clcr_mosi_bert.py', tmp_path / 'work',
         data_root=str(tmp_path / 'mosi'),
@@ -83,7 +83,9 @@ def test_mosi_bert_config_fine_tunes_bert_with_its_own_lr(tmp_path,
     bert = runner.model.backbone.encoders['text'].backbone.bert
     before = {k: v.clone() for k, v in bert.state_dict().items()}
     runner.train()
-    assert runner.train_dataloader.dataset.modalities['text'] == 'text_bert'
+    dataset = runner.train_dataloader.dataset
+    assert dataset.modalities['text'] == 'text_bert'
+    assert dataset.ann_file.endswith('unaligned_50.pkl')
     lrs = [
         group['lr'] for group in runner.optim_wrapper.optimizer.param_groups
         if any(p is bert.embeddings.word_embeddings.weight
