@@ -1,7 +1,8 @@
 # CLCR on CMU-MOSI with a fine-tuned BERT text encoder over MMSA's
 # ``text_bert`` token ids (as MISA, Self-MM and MMIM do) instead of the
-# fixed ``text`` features, on the unaligned features: MMSA's protocol. Needs ``pip install "clcr_mm[bert]"`` and a local
-# BERT directory (nothing is downloaded), e.g. bert-base-uncased saved with
+# fixed ``text`` features, on the unaligned features: MMSA's protocol.
+# Needs ``pip install "clcr_mm[bert]"`` and a local BERT directory (nothing
+# is downloaded), e.g. bert-base-uncased saved with
 # ``BertModel.save_pretrained('data/bert-base-uncased')`` on a machine with
 # internet access; elsewhere pass --cfg-options
 # model.backbone.modalities.text.backbone.pretrained=DIR.

@@ -77,7 +77,8 @@ def test_drop_steps_rates():
     dropped = robustness.drop_steps(x, 0.3, gen, 'audio')
     steps = dropped[..., 0]
     assert 0.2 < 1 - steps.mean() < 0.4
-    assert torch.equal(dropped, steps.unsqueeze(-1).expand_as(x))  # whole steps
+    # whole steps are dropped
+    assert torch.equal(dropped, steps.unsqueeze(-1).expand_as(x))
     assert not robustness.drop_steps(x, 1.0, gen, 'audio').any()
     with pytest.raises(ValueError, match="modality 'rgb' has shape"):
         robustness.drop_steps(torch.ones(2, 1, 3, 4, 8, 8), 0.5, gen, 'rgb')

@@ -86,7 +86,8 @@ class PadSequenceFeatures(BaseTransform):
         self._warned = False
 
     def count_truncated(
-            self, lengths: Dict[str, np.ndarray]) -> Dict[str, Tuple[int, int]]:
+        self, lengths: Dict[str, np.ndarray]
+    ) -> Dict[str, Tuple[int, int]]:
         """How many samples lose valid steps, per modality.
 
         Args:

@@ -1,5 +1,6 @@
 from .bert_encoder import BertTextEncoder
-from .hierarchy_encoder import CLCRHierarchyEncoder, LevelAligner, ModalityEncoder
+from .hierarchy_encoder import (CLCRHierarchyEncoder, LevelAligner,
+                                ModalityEncoder)
 from .temporal_encoder import TemporalConvEncoder
 
 __all__ = ['BertTextEncoder', 'CLCRHierarchyEncoder', 'LevelAligner',
