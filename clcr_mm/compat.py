@@ -12,6 +12,12 @@ repaired here, once, before anything imports ``mmaction.models``:
    raises ``ModuleNotFoundError``. We register a stand-in package whose
    ``DRN`` explains the problem when someone tries to build it. Nothing in
    CLCR uses DRN (a temporal-grounding localizer).
+3. ``mmaction.utils.dependency.WITH_MULTIMODAL`` turns on the VindLU models
+   whenever ``transformers`` is installed, but VindLU also imports ``timm``,
+   which mmaction2 does not declare: with ``transformers`` and without
+   ``timm`` (our ``bert`` extra), ``import mmaction.models`` fails. Then we
+   switch the flag off, so mmaction2 registers its VindLU placeholders as it
+   does without ``transformers``.
 
 When the real modules exist (a source install of mmaction2), nothing is
 replaced.
@@ -63,7 +69,16 @@ def _ensure_drn_localizer() -> None:
     sys.modules[f'{name}.drn'] = module
 
 
+def _ensure_multimodal_dependencies() -> None:
+    if importlib.util.find_spec('timm') is not None or \
+            importlib.util.find_spec('mmaction') is None:
+        return
+    from mmaction.utils import dependency
+    dependency.WITH_MULTIMODAL = False
+
+
 def patch_mmaction() -> None:
     """Make ``import mmaction.models`` work on the published wheel."""
     _ensure_importlib_metadata()
     _ensure_drn_localizer()
+    _ensure_multimodal_dependencies()
