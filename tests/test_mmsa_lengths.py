@@ -120,12 +120,15 @@ def test_temporal_encoder_validates_config(field, value, message):
         TemporalConvEncoder(**kwargs)
 
 
-def _samples(batch=4):
+def _samples(batch=4, with_lengths=True):
     samples = []
     for b in range(batch):
         sample = ActionDataSample().set_gt_label(b % 4)
-        sample.set_metainfo(
-            dict(valid_lengths={m: int(v[b]) for m, v in LENGTHS.items()}))
+        if with_lengths:
+            sample.set_metainfo(dict(valid_lengths={
+                m: int(v[b])
+                for m, v in LENGTHS.items()
+            }))
         samples.append(sample)
     return samples
 
@@ -144,18 +147,19 @@ RECOGNIZERS = dict(
         loss_sep=None, loss_cross=None, loss_budget=None, loss_align=None))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason='needs the recognizer side of the valid-lengths contract (lead, '
-    'issue 15): CLCRRecognizer must pass valid_lengths to the encoder and '
-    'token masks to IntraCED / InterCAD / the fusion necks')
 @pytest.mark.parametrize('variant', sorted(RECOGNIZERS))
 def test_recognizer_predictions_ignore_padding(variant):
     model = MODELS.build(tiny_model_cfg(**RECOGNIZERS[variant])).eval()
     zeros, noise = _pair()
+    scores = {}
     with torch.no_grad():
-        scores = [
-            model({m: x[:, None] for m, x in inputs.items()}, _samples(),
-                  mode='tensor') for inputs in (zeros, noise)
-        ]
-    assert (scores[0] - scores[1]).abs().max() < 1e-5
+        for with_lengths in (True, False):
+            scores[with_lengths] = [
+                model({m: x[:, None]
+                       for m, x in inputs.items()},
+                      _samples(with_lengths=with_lengths),
+                      mode='tensor') for inputs in (zeros, noise)
+            ]
+    assert (scores[True][0] - scores[True][1]).abs().max() < 1e-5
+    # without valid_lengths the padding changes the predictions
+    assert (scores[False][0] - scores[False][1]).abs().max() > 1e-3

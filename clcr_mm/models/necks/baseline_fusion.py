@@ -11,27 +11,6 @@ from ..utils import LEVELS, masked_mean, modality_presence
 TokenMasks = Dict[str, Dict[str, torch.Tensor]]
 
 
-def _valid_token_mean(tokens: torch.Tensor,
-                      valid: Optional[torch.Tensor]) -> torch.Tensor:
-    """Mean over the valid tokens, as a single-token sequence.
-
-    Args:
-        tokens (Tensor): (B, N, d).
-        valid (Tensor, optional): (B, N) bool; None keeps every token.
-
-    Returns:
-        Tensor: (B, 1, d), ready for :func:`masked_mean`.
-    """
-    if valid is None:
-        return tokens
-    weight = valid.to(tokens.dtype).unsqueeze(-1)
-    # where() rather than a product: a padding token must not reach the
-    # result even as NaN * 0
-    summed = torch.where(valid.unsqueeze(-1), tokens,
-                         tokens.new_zeros(())).sum(1, keepdim=True)
-    return summed / weight.sum(1, keepdim=True).clamp_min(1.)
-
-
 class _PooledLevel(BaseModule):
     """Pools each modality's tokens of one level (absent modality -> 0).
 
@@ -83,8 +62,7 @@ class _PooledLevel(BaseModule):
         present = modality_presence(modality_mask, self.modalities,
                                     first.shape[0], first.device)
         feats = torch.stack([
-            masked_mean(
-                _valid_token_mean(tokens[m], valid.get(m)), present[:, i])
+            masked_mean(tokens[m], present[:, i], valid.get(m))
             for i, m in enumerate(self.modalities)
         ], 1)
         return feats, present
