@@ -18,6 +18,7 @@ from mmengine.runner import CheckpointLoader
 
 from clcr_mm.registry import MODELS
 from ..utils import LEVELS, check_modalities
+from .temporal_encoder import steps_mask
 
 # How a modality's input and taps are laid out:
 #   'video'   : input (B, C, T, H, W); taps (B, C, t, h, w) from 3D
@@ -247,8 +248,8 @@ class ModalityEncoder(nn.Module):
             return taps, None
         tap_lengths = self.backbone.tap_lengths(lengths.to(x.device))
         step_masks = [
-            torch.arange(out.shape[2], device=out.device)[None] <
-            tap_lengths[tap][:, None] for tap, out in zip(self.taps, taps)
+            steps_mask(tap_lengths[tap].to(out.device), out.shape[2])
+            for tap, out in zip(self.taps, taps)
         ]
         return taps, step_masks
 
