@@ -135,6 +135,9 @@ def test_fusion_variant_matches_baseline_configs():
     assert late['intra_ced'] is None and late['inter_cad'] is None
     assert late['loss_sep'] is None
     assert late['fusion'] == dict(type='LateFusion')
+    # as the baseline configs: only the fused (deep) level's aligners
+    assert late['backbone']['levels'] == ('deep', )
+    assert 'levels' not in clcr['backbone']
     assert late['cls_head'] == dict(
         type='LateFusionHead', num_modalities=3, num_classes=5,
         in_channels=32)
