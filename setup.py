@@ -26,6 +26,9 @@ INSTALL_REQUIRES = [
     'mmcv-lite>=2.1.0,<2.2',
     'mmaction2>=1.2.0,<1.3',
     'importlib_metadata',  # undeclared import of mmaction2 1.2.0
+    # mmengine 0.10.7 imports pkg_resources (e.g. for `mmaction::` config
+    # bases), which setuptools 82 removed; torch>=2.12 no longer caps it
+    'setuptools<82',
     'av>=12',
     'soundfile>=0.12',
     'opencv-python-headless',
