@@ -16,12 +16,13 @@ def read_version() -> str:
 # Ranges, not pins, so that `pip install` keeps the torch a user already has
 # (a CUDA build, say). Each bound is one we have checked (README,
 # "Installation"); the exact tested set is requirements/constraints.txt.
-# torchaudio is an extra: its releases pin one exact torch and stop at 2.11,
-# so requiring it would make pip replace a newer torch. mmaction2 1.2.0
-# refuses mmcv>=2.2, and clcr_mm/compat.py repairs exactly mmaction2 1.2.
+# torchaudio 2.11.1 (the last release) accepts any torch>=2.11. mmaction2
+# 1.2.0 refuses mmcv>=2.2, and clcr_mm/compat.py repairs exactly mmaction2
+# 1.2.
 INSTALL_REQUIRES = [
     'torch>=2.4,<2.15',
     'torchvision>=0.19,<0.30',
+    'torchaudio>=2.4,<2.12',
     'mmengine>=0.10.7,<0.11',
     'mmcv-lite>=2.1.0,<2.2',
     'mmaction2>=1.2.0,<1.3',
@@ -37,13 +38,9 @@ INSTALL_REQUIRES = [
     'matplotlib',
 ]
 
-# audio: the log-mel and resampling transforms (LoadAudio, LogMelSpectrogram)
-AUDIO_REQUIRES = ['torchaudio>=2.4,<2.12']
-
 EXTRAS_REQUIRE = {
     # tensorboard: the tests also exercise mmengine's TensorboardVisBackend
-    'tests': ['pytest>=7', 'tensorboard'] + AUDIO_REQUIRES,
-    'audio': AUDIO_REQUIRES,
+    'tests': ['pytest>=7', 'tensorboard'],
     'tensorboard': ['tensorboard'],
 }
 
