@@ -6,7 +6,7 @@ scope, whose registries are children of mmaction2's.
 """
 from .version import __version__
 from .registry import MODELS  # noqa: F401  (applies the mmaction2 patches)
-from .utils import register_all_modules  # noqa: E402
+from .setup_env import register_all_modules  # noqa: E402
 
 # Our registries are children of mmaction2's; mmengine looks names up in a
 # parent's table without importing the parent's modules, so mmaction2's

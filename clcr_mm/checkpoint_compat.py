@@ -17,7 +17,11 @@ We keep ``weights_only=True`` and allow exactly what mmengine writes:
 
 - ``HistoryBuffer`` itself;
 - numpy arrays and scalars of numeric dtypes (``_reconstruct``,
-  ``scalar``, ``ndarray``, ``dtype`` and the numeric dtype classes);
+  ``scalar``, ``ndarray`` and the numeric dtype classes). ``numpy.dtype``
+  itself would build any dtype a file names, object (``'O'``) included,
+  whose elements are arbitrary objects: the name is bound to
+  :func:`_numeric_dtype`, which builds bool, integer, float and complex
+  dtypes only and refuses everything else;
 - ``builtins.getattr``, which pickle uses for ``HistoryBuffer``'s
   ``_statistics_methods`` (``getattr(HistoryBuffer, 'min')``). A general
   ``getattr`` would let a crafted file reach any attribute of any allowed
@@ -25,8 +29,13 @@ We keep ``weights_only=True`` and allow exactly what mmengine writes:
   only returns public methods of ``HistoryBuffer`` and raises otherwise.
 
 Nothing here executes code from a checkpoint: every allowed callable builds
-plain data. :func:`allow_mmengine_checkpoints` is idempotent; ``import
-clcr_mm`` applies it.
+plain data.
+
+This module is the one place where clcr_mm widens torch's allow-list, and
+it does so when it is imported: ``clcr_mm/registry.py`` imports it (next to
+the mmaction2 repairs of ``clcr_mm/compat.py``), so ``import clcr_mm`` is
+all a script needs before ``tools/train.py --resume`` or ``load_from``.
+:func:`allow_mmengine_checkpoints` is idempotent.
 """
 import pickle
 
@@ -57,11 +66,27 @@ def _history_buffer_getattr(obj, name: str):
         'allowed (clcr_mm.checkpoint_compat)')
 
 
+def _numeric_dtype(spec, align: bool = False, copy: bool = False):
+    """``numpy.dtype`` limited to the numeric kinds of ``_NUMERIC_DTYPES``.
+
+    Registered under the pickle name ``numpy.dtype`` for ``weights_only``
+    loading only; ordinary code never calls it.
+    """
+    if isinstance(spec, str):
+        dtype = np.dtype(spec, align, copy)
+        if dtype.char in _NUMERIC_DTYPES:
+            return dtype
+    raise pickle.UnpicklingError(
+        f'refusing numpy dtype {spec!r} while loading a checkpoint with '
+        'weights_only=True: only bool, integer, float and complex arrays '
+        'are allowed (clcr_mm.checkpoint_compat)')
+
+
 def _numpy_globals() -> list:
     core = getattr(np, '_core', None) or np.core  # numpy 2 / numpy 1
     multiarray = core.multiarray
     allowed = [multiarray._reconstruct, multiarray.scalar, np.ndarray,
-               np.dtype]
+               (_numeric_dtype, 'numpy.dtype')]
     for code in _NUMERIC_DTYPES:
         allowed.append(type(np.dtype(code)))
     # Pickles written under numpy 1.x name 'numpy.core.multiarray.*';
@@ -90,3 +115,7 @@ def allow_mmengine_checkpoints() -> None:
         *_numpy_globals(),
     ])
     _APPLIED = True
+
+
+# Applied on import, see the module docstring.
+allow_mmengine_checkpoints()

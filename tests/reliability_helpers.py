@@ -14,14 +14,13 @@ from typing import Dict, List, Optional
 import numpy as np
 import pytest
 import torch
-from mmengine.config import Config
 from mmengine.hooks import Hook
-from mmengine.runner import Runner
+# runner_from and RUNNER_KEYS are imported from here by the tests.
+from runner_utils import REPO, RUNNER_KEYS, runner_from  # noqa: F401
 
 from clcr_mm.datasets.mmsa_dataset import clear_mmsa_cache
 from clcr_mm.registry import HOOKS
 
-REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 MOSI_DIMS = dict(text=768, audio=5, vision=20)
 CRASH_ENV = 'CLCR_TEST_KILL_AFTER_ITER'
@@ -74,7 +73,8 @@ seq = dict(text={seq_len}, audio={seq_len}, vision={seq_len})
 pipe = [
     dict(type='PadSequenceFeatures', keys=('text', 'audio', 'vision'),
          seq_len=seq),
-    dict(type='PackActionInputs', collect_keys=('text', 'audio', 'vision'),
+    dict(type='PackMultiModalInputs',
+         collect_keys=('text', 'audio', 'vision'),
          algorithm_keys=('modality_mask', ), meta_keys=('sample_id', ))
 ]
 
@@ -100,11 +100,7 @@ val_dataloader = dict(**loader, dataset=dict(data_root=data_root,
                                              pipeline=pipe))
 test_dataloader = dict(**loader, dataset=dict(data_root=data_root,
                                               pipeline=pipe))
-train_cfg = dict(max_epochs=2)
-param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, T_max=2,
-         eta_min=1e-5)
-]
+train_cfg = dict(max_epochs=2)  # the base's cosine follows
 default_hooks = dict(logger=dict(interval=1), checkpoint={checkpoint!r})
 randomness = dict(seed=0, deterministic=True)
 '''
@@ -188,22 +184,6 @@ def scalars(work_dir: Path) -> List[List[dict]]:
         runs.append([{k: v for k, v in line.items() if k not in TIMING_KEYS}
                      for line in lines])
     return runs
-
-
-RUNNER_KEYS = ('model', 'work_dir', 'train_dataloader', 'val_dataloader',
-               'test_dataloader', 'train_cfg', 'val_cfg', 'test_cfg',
-               'optim_wrapper', 'param_scheduler', 'val_evaluator',
-               'test_evaluator', 'default_hooks', 'custom_hooks',
-               'env_cfg', 'log_processor', 'visualizer', 'default_scope',
-               'randomness', 'load_from', 'resume', 'launcher')
-
-
-def runner_from(cfg: Config, work_dir: Path) -> Runner:
-    """A Runner from the config's fields, in this process. (Given the
-    Config itself, the Runner formats it with yapf, seconds per call.)"""
-    cfg.work_dir = str(work_dir)
-    cfg.launcher = 'none'
-    return Runner(**{key: cfg.get(key) for key in RUNNER_KEYS})
 
 
 @pytest.fixture(autouse=True)

@@ -30,34 +30,38 @@ def tiny_runner(config: str, work_dir: Path, data_root: str = None,
         if data_root is not None:
             cfg[loader].dataset.data_root = data_root
     cfg.train_cfg.update(max_epochs=1, val_interval=1)
-    cfg.param_scheduler = []
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.update(save_best=None, max_keep_ckpts=1)
+    cfg.merge_from_dict(cfg_options)
+    cfg.setdefault('randomness', dict(seed=0))
+    return runner_from(cfg, work_dir)
+
+
+# Every argument of Runner.__init__ that a config sets.
+RUNNER_KEYS = ('model', 'work_dir', 'train_dataloader', 'val_dataloader',
+               'test_dataloader', 'train_cfg', 'val_cfg', 'test_cfg',
+               'auto_scale_lr', 'optim_wrapper', 'param_scheduler',
+               'val_evaluator', 'test_evaluator', 'default_hooks',
+               'custom_hooks', 'env_cfg', 'log_processor', 'log_level',
+               'visualizer', 'default_scope', 'randomness', 'load_from',
+               'resume', 'launcher')
+
+
+def runner_from(cfg: Config, work_dir: Path) -> Runner:
+    """A Runner from the config's fields, in this process.
+
+    ``Runner(**fields)`` rather than ``Runner.from_cfg``: given the Config
+    itself, the Runner also dumps it through yapf, which costs tens of
+    seconds per test on 2 cores.
+
+    Args:
+        cfg (Config): A full config (model, loops, dataloaders, hooks).
+        work_dir (Path): Work dir of the run.
+
+    Returns:
+        Runner: Not yet started, launcher ``'none'``.
+    """
     cfg.work_dir = str(work_dir)
     cfg.launcher = 'none'
-    cfg.merge_from_dict(cfg_options)
-    # Runner(**cfg) rather than Runner.from_cfg: from_cfg also dumps the
-    # config through yapf, which costs tens of seconds per test on 2 cores.
-    return Runner(
-        model=cfg.model,
-        work_dir=cfg.work_dir,
-        train_dataloader=cfg.train_dataloader,
-        val_dataloader=cfg.val_dataloader,
-        test_dataloader=cfg.test_dataloader,
-        train_cfg=cfg.train_cfg,
-        val_cfg=cfg.val_cfg,
-        test_cfg=cfg.test_cfg,
-        optim_wrapper=cfg.optim_wrapper,
-        param_scheduler=cfg.param_scheduler,
-        val_evaluator=cfg.val_evaluator,
-        test_evaluator=cfg.test_evaluator,
-        default_hooks=cfg.default_hooks,
-        custom_hooks=cfg.get('custom_hooks'),
-        env_cfg=cfg.env_cfg,
-        log_processor=cfg.log_processor,
-        visualizer=cfg.visualizer,
-        default_scope=cfg.default_scope,
-        randomness=cfg.get('randomness', dict(seed=0)),
-        load_from=cfg.get('load_from'),
-        resume=cfg.get('resume', False),
-        launcher='none')
+    # Keys the config lacks keep the Runner's defaults, as in from_cfg.
+    return Runner(**{key: cfg[key] for key in RUNNER_KEYS if key in cfg})

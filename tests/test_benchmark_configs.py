@@ -4,9 +4,10 @@ import json
 import math
 
 import pytest
+from mmsa_replica import write_pickle
 from runner_utils import tiny_runner
-from test_mmsa_dataset import write_pickle
-from test_ucf101_prep import _make_dataset, prep
+from tool_loader import load_tool
+from ucf101_replica import make_download
 
 from clcr_mm.datasets.mmsa_dataset import clear_mmsa_cache
 
@@ -38,8 +39,8 @@ def test_mmsa_configs_train_and_evaluate(tmp_path, dataset, variant):
 
 def test_ucf101_config_trains_and_evaluates(tmp_path):
     root = tmp_path / 'ucf101'
-    _make_dataset(str(root))
-    prep.prepare(str(root), workers=1)
+    make_download(str(root))
+    load_tool('data/ucf101/prepare.py').prepare(str(root), workers=1)
     runner = tiny_runner('clcr_ucf101.py', tmp_path / 'work',
                          data_root=str(root))
     runner.train()

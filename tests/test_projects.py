@@ -193,7 +193,7 @@ def test_project_data_pipelines_build_in_mmaction_scope(tmp_path,
         dataset = DATASETS.build(dataset_cfg)
         names = [type(t).__name__ for t in dataset.pipeline.transforms]
         assert names == ['KeyMapper', 'LoadAudio', 'AudioClipSample',
-                         'LogMelSpectrogram', 'PackActionInputs']
+                         'LogMelSpectrogram', 'PackMultiModalInputs']
         assert dataset.get_data_info(0)['label'] == 3
 
 
@@ -264,6 +264,23 @@ def test_clcr_parts_from_mmaction_scope_with_custom_imports(tmp_path):
     assert out['shared']['b'].shape == (2, 3, 16)
 
 
+@pytest.mark.parametrize('scope', ['clcr_mm', 'mmaction'])
+def test_one_transform_name_builds_one_class_in_every_scope(scope):
+    """``PackActionInputs`` is mmaction2's in both scopes; ours has its own
+    name and is reached from mmaction2 configs by ``clcr_mm.``."""
+    from mmaction.datasets.transforms import PackActionInputs
+    from mmaction.registry import TRANSFORMS
+
+    from clcr_mm.datasets.transforms import PackMultiModalInputs
+    ours = 'PackMultiModalInputs' if scope == 'clcr_mm' else \
+        'clcr_mm.PackMultiModalInputs'
+    with DefaultScope.overwrite_default_scope(scope):
+        assert type(TRANSFORMS.build(
+            dict(type='PackActionInputs'))) is PackActionInputs
+        assert type(TRANSFORMS.build(
+            dict(type=ours, collect_keys=('a', )))) is PackMultiModalInputs
+
+
 def test_project_module_resolves_from_both_scopes(project_path):
     """BottleneckExchange lives in mmaction2's registry: bare from scope
     mmaction, and through the parent from scope clcr_mm (which is how the
@@ -299,11 +316,13 @@ def test_bottleneck_exchange_interface_and_no_private_leak(project_path):
     tokens = _tokens(grad=True)
     out = exchange(tokens)
     assert set(out) == {'shared', 'private', 'shared_in', 'budget_ratio',
-                        'num_selected'}
+                        'budget_used', 'num_selected'}
     for m, t in tokens.items():
         assert out['shared'][m].shape == t.shape
         assert out['private'][m].shape == t.shape
-    assert out['num_selected'] == dict(a=3, b=2, c=3)  # ceil(0.5 * N)
+    # the soft training gates offer rho = 0.5 of every modality's tokens
+    for used in out['budget_used'].values():
+        assert torch.allclose(used, torch.full((3, ), 0.5))
     # The exchange is real: b's shared tokens depend on a's input ...
     grad, = torch.autograd.grad(out['shared']['b'].sum(), tokens['a'])
     assert grad.abs().sum() > 0
@@ -320,6 +339,26 @@ def test_bottleneck_exchange_interface_and_no_private_leak(project_path):
         out['shared']['a'].sum(), list(exchange.write.parameters()),
         allow_unused=True)
     assert all(g is None or torch.all(g == 0) for g in grads)
+
+
+@pytest.mark.parametrize('subspace', ['private_proj', 'shared_proj'])
+def test_bottleneck_exchange_private_noise_stays_private(project_path,
+                                                         subspace):
+    """Noise added to P_a (by a forward hook on a's private projection)
+    changes no other modality's exchanged shared tokens; the same noise on
+    S_a does. Unlike a gradient check on the projection's parameters, this
+    fails if P_a ever reaches the exchange by any path."""
+    exchange = _exchange().eval()
+    tokens = _tokens()
+    clean = exchange(tokens)
+    handle = getattr(exchange, subspace)['a'].register_forward_hook(
+        lambda module, args, out: out + 3 * torch.randn_like(out))
+    noisy = exchange(tokens)
+    handle.remove()
+    for m in ('b', 'c'):
+        same = torch.allclose(clean['shared'][m], noisy['shared'][m],
+                              atol=1e-6)
+        assert same == (subspace == 'private_proj'), m
 
 
 def test_bottleneck_exchange_ignores_absent_modality(project_path):

@@ -159,7 +159,7 @@ def test_torchrun_two_cpu_processes_evaluate_every_sample_once(tmp_path):
     assert val['num_samples'] == 5  # ModalityMaskCounterHook, deduplicated
     (train, ) = [s for s in log if 'train_num_samples' in s]
     assert train['train_num_samples'] == 7
-    assert 'train epoch 1: modality missing (zero-filled) in 7 samples' \
+    assert 'Epoch(train) [1]: modality missing (zero-filled) in 7 samples' \
         in out
 
 
@@ -267,16 +267,16 @@ def test_zero_filled_audio_is_counted_every_epoch(tmp_path):
 
     (log_file, ) = (tmp_path / 'work').glob('*/*.log')
     log = log_file.read_text()
-    for line in ('train epoch 1: modality missing (zero-filled) in 4 '
+    for line in ('Epoch(train) [1]: modality missing (zero-filled) in 4 '
                  'samples: rgb=0, audio=1',
-                 'train epoch 2: modality missing (zero-filled) in 4 '
+                 'Epoch(train) [2]: modality missing (zero-filled) in 4 '
                  'samples: rgb=0, audio=1',
-                 'val epoch 1: modality missing (zero-filled) in 2 samples: '
-                 'rgb=0, audio=1',
-                 'val epoch 2: modality missing (zero-filled) in 2 samples: '
-                 'rgb=0, audio=1',
-                 'test epoch 2: modality missing (zero-filled) in 2 samples: '
-                 'rgb=0, audio=1'):
+                 'Epoch(val) [1]: modality missing (zero-filled) in 2 '
+                 'samples: rgb=0, audio=1',
+                 'Epoch(val) [2]: modality missing (zero-filled) in 2 '
+                 'samples: rgb=0, audio=1',
+                 'Epoch(test): modality missing (zero-filled) in 2 '
+                 'samples: rgb=0, audio=1'):
         assert line in log, line
     (run_log, ) = scalars(tmp_path / 'work')
     train = [s for s in run_log if 'train_missing_audio' in s]
@@ -361,7 +361,7 @@ def _mismatch_runner(tmp_path, dataset_modalities, pad_keys, collect_keys):
     cfg = Config.fromfile(str(tiny_mosi_config(tmp_path / 'c.py', data)))
     pipeline = [
         dict(type='PadSequenceFeatures', keys=pad_keys, seq_len=8),
-        dict(type='PackActionInputs', collect_keys=collect_keys,
+        dict(type='PackMultiModalInputs', collect_keys=collect_keys,
              algorithm_keys=('modality_mask', ), meta_keys=('sample_id', ))
     ]
     for name in ('train', 'val', 'test'):
@@ -392,16 +392,13 @@ def test_collect_key_no_transform_produces_fails_naming_it(tmp_path):
     """collect_keys names 'vision' but nothing in the pipeline produces it:
     the first batch fails with a KeyError naming the modality, the
     collect_keys, the sample and the keys that were produced (mmaction2's
-    own PackActionInputs raises a bare KeyError: 'vision')."""
-    # Registers clcr_mm's PackActionInputs (redundant once
-    # clcr_mm/datasets/transforms/__init__.py imports it).
-    import clcr_mm.datasets.transforms.pack_inputs  # noqa: F401
+    PackActionInputs raises a bare KeyError: 'vision')."""
     runner = _mismatch_runner(tmp_path, ('text', 'audio'), ('text', 'audio'),
                               ('text', 'audio', 'vision'))
     with pytest.raises(KeyError) as err:
         runner.train()
     msg = err.value.args[0]
-    assert ("PackActionInputs(collect_keys=('text', 'audio', 'vision')): "
+    assert ("PackMultiModalInputs(collect_keys=('text', 'audio', 'vision')): "
             "the pipeline produced no ['vision']") in msg
     pkl = tmp_path / 'mosi' / 'aligned_50.pkl'
     assert re.search(rf'for sample train\d\$_\$0 of {re.escape(str(pkl))} ',

@@ -20,18 +20,12 @@ from mmengine.dataset import Compose
 from clcr_mm import register_all_modules
 from clcr_mm.registry import DATASETS, TRANSFORMS
 from tool_loader import load_tool
+from ucf101_replica import (CLASSES, NUM_FRAMES, SPEED, H, W, make_download,
+                            write_video)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOL_DIR = osp.join(REPO, 'tools', 'data', 'ucf101')
 CONFIG = osp.join(REPO, 'configs', '_base_', 'datasets', 'ucf101_rgb_flow.py')
-
-NUM_FRAMES = 10
-SPEED = 3  # px / frame, to the right
-W, H = 64, 48
-# (class folder, file-name class, groups); HandstandPushups reproduces the
-# official folder/file-name case mismatch.
-CLASSES = [('Biking', 'Biking', (1, 2, 3)),
-           ('HandstandPushups', 'HandStandPushups', (1, 2, 3))]
 
 
 def _load(name: str, filename: str):
@@ -45,56 +39,10 @@ extract = prep.extract_rgb_flow
 lists = prep.build_file_lists
 
 
-def _write_video(path: str, n: int = NUM_FRAMES) -> None:
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), 25,
-                             (W, H))
-    assert writer.isOpened()
-    for t in range(n):
-        frame = np.full((H, W, 3), 40, np.uint8)
-        x = 8 + SPEED * t
-        frame[16:32, x:x + 14] = (30, 200, 230)
-        writer.write(frame)
-    writer.release()
-
-
-def _write(path: str, lines) -> None:
-    # The official split files use CRLF line ends.
-    with open(path, 'w', newline='') as f:
-        f.write(''.join(line + '\r\n' for line in lines))
-
-
-def _make_dataset(root: str) -> None:
-    for folder, fname_cls, groups in CLASSES:
-        os.makedirs(osp.join(root, 'UCF-101', folder))
-        for g in groups:
-            _write_video(
-                osp.join(root, 'UCF-101', folder,
-                         f'v_{fname_cls}_g{g:02d}_c01.avi'))
-    # Corrupt video, present on disk but not listed in any split.
-    with open(osp.join(root, 'UCF-101', 'Biking', 'v_Biking_g09_c01.avi'),
-              'wb') as f:
-        f.write(b'RIFF' + os.urandom(2000))
-    ann = osp.join(root, 'ucfTrainTestlist')
-    os.makedirs(ann)
-    _write(osp.join(ann, 'classInd.txt'),
-           [f'{i + 1} {c[0]}' for i, c in enumerate(CLASSES)])
-    for k in (1, 2, 3):
-        train, test = [], []
-        for i, (folder, fname_cls, groups) in enumerate(CLASSES):
-            for g in groups:
-                video = f'{folder}/v_{fname_cls}_g{g:02d}_c01.avi'
-                if g == k:
-                    test.append(video)
-                else:
-                    train.append(f'{video} {i + 1}')
-        _write(osp.join(ann, f'trainlist{k:02d}.txt'), train)
-        _write(osp.join(ann, f'testlist{k:02d}.txt'), test)
-
-
 @pytest.fixture(scope='module')
 def prepared(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('ucf') / 'ucf101')
-    _make_dataset(root)
+    make_download(root)
     result = prep.prepare(root, workers=2)
     return root, result
 
@@ -176,7 +124,7 @@ def test_rerun_skips_finished_clips(prepared):
 
 def test_interrupted_clip_is_redone(tmp_path):
     video = str(tmp_path / 'v_X_g01_c01.avi')
-    _write_video(video, n=4)
+    write_video(video, n=4)
     clip_dir = str(tmp_path / 'out' / 'X' / 'v_X_g01_c01')
     os.makedirs(clip_dir)
     # Leftovers of an interrupted run: no done marker, stale frames.
@@ -475,7 +423,7 @@ def test_prepare_command_line_dry_run(tmp_path):
     """The documented one command, run as a script, with --max-clips."""
     import subprocess
     root = str(tmp_path / 'ucf101')
-    _make_dataset(root)
+    make_download(root)
     proc = subprocess.run([
         sys.executable,
         osp.join(TOOL_DIR, 'prepare.py'), '--root', root, '--max-clips', '2',

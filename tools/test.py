@@ -8,9 +8,8 @@ from mmengine.config import Config
 from mmengine.runner import Runner
 
 import clcr_mm  # noqa: F401  (registers CLCR; patches mmaction2 1.2.0)
-from clcr_mm.tools_utils import (add_common_args, apply_common_args,
-                                  init_dist_without_cuda, parse_common,
-                                  setup_cfg_for_launch, without_yapf)
+from clcr_mm.tools_utils import (add_runner_args, finish_config,
+                                  parse_common, run_tool)
 
 
 def parse_args() -> argparse.Namespace:
@@ -27,13 +26,12 @@ def parse_args() -> argparse.Namespace:
         nargs='+',
         default=None,
         help='modalities treated as missing at test time')
-    add_common_args(parser)
+    add_runner_args(parser)
     return parse_common(parser)
 
 
 def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
     """Fold the command line into the config."""
-    apply_common_args(cfg, args)
     cfg.load_from = args.checkpoint
     if args.missing:
         cfg.model.setdefault('test_cfg', {})
@@ -49,17 +47,11 @@ def merge_args(cfg: Config, args: argparse.Namespace) -> Config:
             cfg.test_evaluator = [*evaluators, dump_metric]
         else:
             cfg.test_evaluator = [evaluators, dump_metric]
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    return setup_cfg_for_launch(cfg)
+    return finish_config(cfg, args)
 
 
 def main() -> None:
-    args = parse_args()
-    cfg = without_yapf(merge_args(Config.fromfile(args.config), args))
-    init_dist_without_cuda(cfg)
-    runner = Runner.from_cfg(cfg)
-    runner.test()
+    run_tool(parse_args(), merge_args, lambda runner, args: runner.test())
 
 
 if __name__ == '__main__':

@@ -749,7 +749,7 @@ def stratified_split(keys: Sequence[str],
             [k for k in ordered if k in held])
 
 
-def add_common_args(parser) -> None:
+def add_file_check_args(parser) -> None:
     """Add the options every prepare tool shares.
 
     They set :func:`build_lists`' ``workers``, ``force_probe`` and
@@ -776,7 +776,7 @@ def make_parser(description: str, default_root: str):
     """The command line parser of a prepare tool, before its own options.
 
     It has ``--root`` and, in a group listed after the tool's options, those
-    of :func:`add_common_args`: all that :func:`run_cli` reads.
+    of :func:`add_file_check_args`: all that :func:`run_cli` reads.
 
     Args:
         description (str): What the tool does, for ``--help``.
@@ -787,7 +787,7 @@ def make_parser(description: str, default_root: str):
     """
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--root', default=default_root, help='dataset root')
-    add_common_args(parser.add_argument_group('file checks'))
+    add_file_check_args(parser.add_argument_group('file checks'))
     return parser
 
 
@@ -803,7 +803,7 @@ def run_cli(prepare_fn, args, **kwargs) -> int:
             ``force_probe`` and ``progress``.
         args (argparse.Namespace): The command line parsed by a
             :func:`make_parser` parser: gives ``root`` and the options of
-            :func:`add_common_args`.
+            :func:`add_file_check_args`.
         **kwargs: The tool's own arguments of ``prepare_fn``.
 
     Returns:

@@ -1,4 +1,5 @@
 """Small tensor helpers shared by the CLCR modules."""
+from numbers import Real
 from typing import Dict, Optional, Sequence
 
 import torch
@@ -7,21 +8,42 @@ LEVELS = ('shallow', 'mid', 'deep')
 
 
 def masked_mean(tokens: torch.Tensor,
-                present: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Mean over tokens, zero for samples whose modality is absent.
+                present: Optional[torch.Tensor] = None,
+                valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean over valid tokens, zero for samples whose modality is absent.
 
     Args:
         tokens (Tensor): Tokens of shape (B, N, C).
         present (Tensor, optional): Bool of shape (B, ) marking samples in
             which the modality is present. Defaults to all present.
+        valid (Tensor, optional): Bool of shape (B, N), False for padding
+            tokens. Defaults to all valid.
 
     Returns:
         Tensor: Pooled features of shape (B, C).
     """
-    pooled = tokens.mean(dim=1)
+    if valid is None:
+        pooled = tokens.mean(dim=1)
+    else:
+        weight = valid.to(tokens.dtype).unsqueeze(-1)
+        pooled = (tokens * weight).sum(1) / weight.sum(1).clamp(min=1)
     if present is None:
         return pooled
     return pooled * present.to(pooled.dtype).unsqueeze(-1)
+
+
+def check_positive(where: str, **values: Real) -> None:
+    """Raise a ValueError naming the field when a config value is not > 0.
+
+    Args:
+        where (str): Module name, for the message.
+        **values: Field name -> value; each must be a positive number.
+    """
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, Real) or \
+                not value > 0:
+            raise ValueError(f'{where}: {name} must be a positive number, '
+                             f'got {value!r}')
 
 
 def modality_presence(modality_mask: Optional[torch.Tensor],

@@ -12,13 +12,20 @@ default_hooks = dict(
     sync_buffers=dict(type='SyncBuffersHook'))
 
 # NonFiniteLossHook stops the run with the iteration and the loss term
-# responsible when any logged loss becomes NaN/inf. ModalityMaskCounterHook
+# responsible when any logged loss becomes NaN/inf. NonFiniteGradHook skips
+# (counts and logs) optimizer steps whose gradients are NaN/inf, and stops
+# after 10 in a row (action='raise': at the first). FiniteCheckpointHook
+# stops the run before a checkpoint with NaN/inf weights or optimizer state
+# is written, so last_checkpoint always resumes. ModalityMaskCounterHook
 # logs, per train/val/test epoch, how many samples had each modality missing
-# (zero-filled, modality_mask False). ReseedHook reseeds the RNGs from
+# (zero-filled by the pipeline, modality_mask False, or removed by the
+# model's test_cfg.missing_modalities). ReseedHook reseeds the RNGs from
 # (seed, epoch, iter), so `tools/train.py --resume` repeats the
 # uninterrupted run exactly (mmengine does not checkpoint RNG states).
 custom_hooks = [
     dict(type='NonFiniteLossHook'),
+    dict(type='NonFiniteGradHook', action='skip', max_consecutive_skips=10),
+    dict(type='FiniteCheckpointHook'),
     dict(type='ModalityMaskCounterHook'),
     dict(type='ReseedHook'),
 ]

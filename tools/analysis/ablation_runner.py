@@ -10,7 +10,7 @@ benchmark and compare their best validation accuracy.
 Each run is ``python tools/train.py CONFIG --work-dir ROOT/NAME/seedS
 --cfg-options train_cfg.max_epochs=E randomness.seed=S ...`` in a
 subprocess, one after the other (mmengine's Runner does all the training;
-``--epochs`` also shortens the cosine schedule so it still ends at
+the schedules follow ``train_cfg.max_epochs``, so a cosine still ends at
 ``eta_min``). A run is skipped when its work dir already holds a finished
 result (``runner_result.json`` with the same epochs, or a best checkpoint
 and validation at the last epoch); an interrupted run resumes from its last
@@ -129,21 +129,6 @@ def resolve(name: str, benchmark: str) -> Tuple[str, str]:
     return name, config
 
 
-def schedule_options(config: str, epochs: int) -> List[str]:
-    """--cfg-options that shorten the config's schedule to ``epochs``."""
-    from mmengine.config import Config
-    cfg = Config.fromfile(osp.join(REPO, config))
-    opts = [f'train_cfg.max_epochs={epochs}']
-    for i, sched in enumerate(cfg.get('param_scheduler', None) or []):
-        if 'T_max' in sched:
-            begin = sched.get('begin', 0)
-            opts.append(f'param_scheduler.{i}.T_max={max(1, epochs - begin)}')
-        if sched.get('end', None) not in (None, ) and \
-                sched['end'] > epochs and 'T_max' in sched:
-            opts.append(f'param_scheduler.{i}.end={epochs}')
-    return opts
-
-
 # ----------------------------------------------------------------------
 # reading results
 # ----------------------------------------------------------------------
@@ -212,7 +197,8 @@ def train_command(config: str, work_dir: str, seed: int,
         cmd.append('--resume')
     opts = [f'randomness.seed={seed}']
     if args.epochs is not None:
-        opts += schedule_options(config, args.epochs)
+        # The schedules end where the loop ends (configs/_base_/schedules).
+        opts.append(f'train_cfg.max_epochs={args.epochs}')
     if args.train_subset is not None:
         opts.append(f'train_dataloader.dataset.indices={args.train_subset}')
     opts += list(args.train_args)

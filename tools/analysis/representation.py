@@ -177,7 +177,7 @@ def collect(model, loader, max_samples: Optional[int]) -> dict:
                         level=level,
                         modality=m,
                         tokens=int(s.shape[1]),
-                        k=int(intra[level]['num_selected'][m]),
+                        k=float(intra[level]['num_selected'][m].float().mean()),
                         rho=(float(intra[level]['budget_ratio'][m])
                              if m in intra[level]['budget_ratio'] else 1.0))
         if 'feat' in fused:

@@ -456,17 +456,40 @@ REFERENCE_FILES = dict(
     InterCAD='clcr_mm/models/necks/inter_cad.py')
 
 
-def resolve_rev(rev: str) -> str:
-    """The commit hash a git revision names now (``HEAD`` moves)."""
+def validate_rev(rev: str) -> str:
+    """The full hash of the commit that git revision ``rev`` names.
+
+    Checked before ``rev`` goes anywhere near a git command line: a value
+    starting with ``-`` would be read as an option.
+
+    Args:
+        rev (str): A revision from the command line (``--reference-rev``).
+
+    Returns:
+        str: The 40-digit commit hash.
+
+    Raises:
+        ValueError: If ``rev`` is empty, starts with ``-``, or names no
+            commit of this repository.
+    """
     import subprocess
-    try:
-        return subprocess.run(['git', 'rev-parse', '--short', rev],
-                              cwd=REPO_ROOT,
-                              check=True,
-                              capture_output=True,
-                              text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return rev
+    if not rev or rev.startswith('-'):
+        raise ValueError(
+            f'--reference-rev {rev!r} is not a git revision (empty, or '
+            "starts with '-', which git would read as an option)")
+    proc = subprocess.run(['git', 'rev-parse', '--verify', '--quiet',
+                           '--end-of-options', f'{rev}^{{commit}}'],
+                          cwd=REPO_ROOT, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ValueError(
+            f'--reference-rev {rev!r} names no commit of the git repository '
+            f'{REPO_ROOT}')
+    return proc.stdout.strip()
+
+
+def resolve_rev(rev: str) -> str:
+    """The short commit hash a git revision names now (``HEAD`` moves)."""
+    return validate_rev(rev)[:7]
 
 
 def load_reference_classes(rev: str) -> Dict[str, type]:
@@ -488,10 +511,11 @@ def load_reference_classes(rev: str) -> Dict[str, type]:
     import importlib.util
     import subprocess
     import types
+    commit = validate_rev(rev)
     classes = {}
     for name, path in REFERENCE_FILES.items():
         try:
-            source = subprocess.run(['git', 'show', f'{rev}:{path}'],
+            source = subprocess.run(['git', 'show', f'{commit}:{path}'],
                                     cwd=REPO_ROOT,
                                     check=True,
                                     capture_output=True,

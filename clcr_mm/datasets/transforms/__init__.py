@@ -3,4 +3,4 @@ from .sequence import PadSequenceFeatures  # noqa: F401
 from .rawframes import FormatRGBFlow, LoadRGBFlowFrames  # noqa: F401
 from .audio import (AudioClipSample, CheckVideo, LoadAudio,  # noqa: F401
                     LogMelSpectrogram, MediaFileError)
-from .pack_inputs import PackActionInputs  # noqa: F401
+from .pack_inputs import PackMultiModalInputs  # noqa: F401

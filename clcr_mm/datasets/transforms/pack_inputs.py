@@ -1,18 +1,18 @@
-"""mmaction2's ``PackActionInputs`` with a clear error for a modality the
-pipeline did not produce."""
+"""mmaction2's ``PackActionInputs`` for several modalities, with a clear
+error for a modality the pipeline did not produce."""
 from typing import Dict
 
 import numpy as np
 import torch
-from mmaction.datasets.transforms import PackActionInputs as _MMPack
+from mmaction.datasets.transforms import PackActionInputs
 
 from clcr_mm.registry import TRANSFORMS
 
 
-@TRANSFORMS.register_module(name='PackActionInputs')
-class PackActionInputs(_MMPack):
-    """mmaction2's :class:`~mmaction.datasets.transforms.PackActionInputs`,
-    registered under the same name in the ``clcr_mm`` scope.
+@TRANSFORMS.register_module()
+class PackMultiModalInputs(PackActionInputs):
+    """mmaction2's :class:`~mmaction.datasets.transforms.PackActionInputs`
+    that checks ``collect_keys`` first.
 
     Identical output. When a key of ``collect_keys`` is missing from the
     results (a modality named in the config but produced by no transform),
@@ -21,9 +21,8 @@ class PackActionInputs(_MMPack):
     ``collect_keys``, the sample and the array keys the pipeline did
     produce.
 
-    Configs with ``default_scope = 'clcr_mm'`` get this class for
-    ``type='PackActionInputs'``; ``type='mmaction.PackActionInputs'`` still
-    builds the original.
+    Registered under its own name, so ``type='PackActionInputs'`` builds
+    mmaction2's class in every scope.
     """
 
     def transform(self, results: Dict) -> Dict:
@@ -49,7 +48,8 @@ class PackActionInputs(_MMPack):
                     k for k, v in results.items()
                     if isinstance(v, (np.ndarray, torch.Tensor)))
                 raise KeyError(
-                    f'PackActionInputs(collect_keys={tuple(self.collect_keys)}'
+                    f'{type(self).__name__}(collect_keys='
+                    f'{tuple(self.collect_keys)}'
                     f'): the pipeline produced no {missing} for sample '
                     f'{where} (its array keys: {produced}). Add a '
                     f'transform that writes {missing[0]!r}, or remove it '

@@ -26,10 +26,17 @@ class ModalityMaskCounterHook(Hook):
     'zero')``) and datasets that know a modality is empty
     (``MMSAFeatureDataset`` for a zero valid length) zero-fill it and set
     ``data_sample.modality_mask[name] = False``. This hook reads those masks
-    from every batch and, at the end of each epoch:
+    from every batch. In validation and testing it also counts the
+    modalities the model itself removes from every sample,
+    ``model.test_cfg.missing_modalities`` (``tools/test.py --missing
+    audio``). Training-time ``modality_dropout`` is augmentation and is not
+    counted. At the end of each epoch the hook:
 
-    - writes one line to ``runner.logger``, e.g. ``train epoch 3: modality
-      missing (zero-filled) in 900 samples: rgb=0, audio=2``;
+    - writes one line to ``runner.logger``, headed as mmengine heads its
+      own epoch lines, e.g. ``Epoch(train) [3]: modality missing
+      (zero-filled) in 900 samples: rgb=0, audio=2``, ``Epoch(val) [3]:
+      ...`` and ``Epoch(test): ...`` (``Iter(...)`` when the log
+      processor is iteration-based);
     - updates the message hub scalars ``val/missing_<modality>`` and
       ``val/num_samples`` (``test/...`` likewise), which then appear in the
       epoch's metric line and in ``scalars.json``; for training the keys
@@ -69,16 +76,26 @@ class ModalityMaskCounterHook(Hook):
 
     # ------------------------------------------------------------------
     # counting
-    def _count(self, mode: str, data_batch) -> None:
+    def _count(self, runner, mode: str, data_batch) -> None:
         if not isinstance(data_batch, dict):
             return
+        removed = () if mode == 'train' else self._removed_by_model(runner)
         for sample in data_batch.get('data_samples') or []:
             mask = sample.get('modality_mask', None) or {}
             repaired = sample.get('zero_filled', None) or {}
-            record = (tuple(n for n, ok in mask.items() if not ok),
+            missing = tuple(n for n, ok in mask.items() if not ok)
+            missing += tuple(n for n in removed if n not in missing)
+            record = (missing,
                       tuple(n for n, flag in repaired.items() if flag))
             self._records[mode].append(
                 record if record != _COMPLETE else _COMPLETE)
+
+    @staticmethod
+    def _removed_by_model(runner) -> Tuple[str, ...]:
+        """Modalities the model drops from every val/test sample."""
+        model = getattr(runner.model, 'module', runner.model)
+        test_cfg = getattr(model, 'test_cfg', None) or {}
+        return tuple(test_cfg.get('missing_modalities', ()))
 
     @staticmethod
     def _dataset_size(runner, mode: str) -> Optional[int]:
@@ -122,12 +139,20 @@ class ModalityMaskCounterHook(Hook):
         return self.modalities
 
     @staticmethod
-    def _epoch(runner, mode: str) -> int:
+    def _heading(runner, mode: str) -> str:
+        """The head mmengine's ``LogProcessor`` gives the epoch's lines:
+        ``Epoch(train) [3]``, ``Epoch(val) [3]``, ``Epoch(test)``."""
+        if not runner.log_processor.by_epoch:
+            return f'Iter({mode}) [{runner.iter}]' if mode == 'train' \
+                else f'Iter({mode})'
+        if mode == 'test':
+            return 'Epoch(test)'
         loop = getattr(runner, '_train_loop', None)
         if loop is None or isinstance(loop, dict):
-            return 0  # a stand-alone val/test run
+            return f'Epoch({mode}) [0]'  # a stand-alone val run, as mmengine
         # after_train_epoch runs before the loop increments its epoch.
-        return runner.epoch + 1 if mode == 'train' else runner.epoch
+        epoch = runner.epoch + 1 if mode == 'train' else runner.epoch
+        return f'Epoch({mode}) [{epoch}]'
 
     def _report(self, runner, mode: str) -> None:
         records = self._gather(runner, mode)
@@ -136,7 +161,6 @@ class ModalityMaskCounterHook(Hook):
         repaired = Counter(n for _, names in records for n in names)
         names = self._names(runner)
         names += tuple(sorted((set(missing) | set(repaired)) - set(names)))
-        epoch = self._epoch(runner, mode)
         # 'val/...' and 'test/...' keys join the epoch's metric line (the
         # LoggerHook runs after this hook); train keys must not start with
         # 'train' or every later iteration line would repeat them.
@@ -148,15 +172,20 @@ class ModalityMaskCounterHook(Hook):
         for key, value in scalars.items():
             runner.message_hub.update_scalar(key, value)
         if mode == 'train':
+            # after_train_epoch runs before the loop increments its epoch.
             runner.visualizer.add_scalars(
                 {**{k[len('epoch/'):]: v for k, v in scalars.items()},
-                 'epoch': epoch},
+                 'epoch': runner.epoch + 1},
                 step=runner.iter)
         if not (missing or repaired or self.log_zero):
             return
         parts = ', '.join(f'{n}={missing[n]}' for n in names) or 'none'
-        line = (f'{mode} epoch {epoch}: modality missing (zero-filled) in '
-                f'{len(records)} samples: {parts}')
+        line = (f'{self._heading(runner, mode)}: modality missing '
+                f'(zero-filled) in {len(records)} samples: {parts}')
+        removed = () if mode == 'train' else self._removed_by_model(runner)
+        if removed:
+            line += (' (test_cfg.missing_modalities removes '
+                     f'{", ".join(removed)})')
         if repaired:
             line += '; values zero-filled in place: ' + ', '.join(
                 f'{n}={repaired[n]}' for n in names if repaired[n])
@@ -175,15 +204,15 @@ class ModalityMaskCounterHook(Hook):
 
     def after_train_iter(self, runner, batch_idx: int,
                          data_batch=None, outputs=None) -> None:
-        self._count('train', data_batch)
+        self._count(runner, 'train', data_batch)
 
     def after_val_iter(self, runner, batch_idx: int,
                        data_batch=None, outputs=None) -> None:
-        self._count('val', data_batch)
+        self._count(runner, 'val', data_batch)
 
     def after_test_iter(self, runner, batch_idx: int,
                         data_batch=None, outputs=None) -> None:
-        self._count('test', data_batch)
+        self._count(runner, 'test', data_batch)
 
     def after_train_epoch(self, runner) -> None:
         self._report(runner, 'train')

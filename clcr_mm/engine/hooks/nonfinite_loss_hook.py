@@ -7,6 +7,8 @@ from mmengine.hooks import Hook
 
 from clcr_mm.registry import HOOKS
 
+from .finite_state import last_checkpoint_status
+
 
 @HOOKS.register_module()
 class NonFiniteLossHook(Hook):
@@ -15,7 +17,9 @@ class NonFiniteLossHook(Hook):
     mmengine logs every ``loss*`` key of the model's loss dict; this hook
     inspects them after each training iteration and stops the run with the
     iteration, epoch and the terms responsible, before the checkpoint hook
-    (which runs later at lower priority) can save corrupted weights.
+    (which runs later at lower priority) can save this iteration's weights.
+    The message says what the last checkpoint holds (it is loaded and
+    checked, not assumed intact).
 
     Args:
         check_all (bool): Also check non-loss statistics. Defaults to False.
@@ -44,7 +48,7 @@ class NonFiniteLossHook(Hook):
             terms = ', '.join(f'{k}={v}' for k, v in bad.items())
             raise FloatingPointError(
                 f'non-finite loss at iteration {runner.iter + 1} (epoch '
-                f'{runner.epoch + 1}, batch {batch_idx}): {terms}. The last '
-                f'checkpoint in {runner.work_dir} is intact; lower the '
+                f'{runner.epoch + 1}, batch {batch_idx}): {terms}. '
+                f'{last_checkpoint_status(runner.work_dir)} Lower the '
                 'learning rate or the weight of that term, or check the '
                 'data of this batch.')

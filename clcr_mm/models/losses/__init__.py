@@ -1,6 +1,7 @@
 from .regularisers import (CrossLevelInterferenceLoss, L1Loss,
-                           SharedAlignmentLoss, SharedPrivateSeparationLoss,
-                           TokenBudgetLoss)
+                           LevelWeightEntropyLoss, SharedAlignmentLoss,
+                           SharedPrivateSeparationLoss, TokenBudgetLoss)
 
 __all__ = ['SharedPrivateSeparationLoss', 'CrossLevelInterferenceLoss',
-           'TokenBudgetLoss', 'SharedAlignmentLoss', 'L1Loss']
+           'TokenBudgetLoss', 'SharedAlignmentLoss', 'LevelWeightEntropyLoss',
+           'L1Loss']

@@ -1,6 +1,13 @@
 """CLCR regularisers (spec section 5). Each returns an unweighted scalar
-times ``loss_weight``; the recognizer logs each term on its own."""
-from typing import Dict, Sequence
+times ``loss_weight``; the recognizer logs each term on its own.
+
+Every term is computed on what the representation carries, so it cannot be
+satisfied by a constant: the separation term sees the per-sample pooled
+component and one-token levels, the cross-level term is batch-centred (the
+anchors, the same for every sample, drop out), and the alignment term
+compares batch-centred pooled shared features across modalities.
+"""
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -9,81 +16,222 @@ import torch.nn.functional as F
 from clcr_mm.registry import MODELS
 
 TokenDict = Dict[str, Dict[str, torch.Tensor]]
+MaskDict = Optional[Dict[str, Dict[str, torch.Tensor]]]
 
 
-def _centred_unit(tokens: torch.Tensor) -> torch.Tensor:
-    """Centre over tokens and L2-normalise each token: (B, N, d)."""
-    return F.normalize(tokens - tokens.mean(dim=1, keepdim=True), dim=-1)
+def _check_weight(where: str, loss_weight: float) -> None:
+    if isinstance(loss_weight, bool) or not isinstance(
+            loss_weight, (int, float)) or not loss_weight >= 0:
+        raise ValueError(f'{where}: loss_weight must be a number >= 0, got '
+                         f'{loss_weight!r}')
 
 
-def _cross_energy(shared: torch.Tensor,
-                  private: torch.Tensor) -> torch.Tensor:
-    """``||S^T P||_F^2 / N^2`` per sample, (B, ), of (B, N, d) tokens.
+def stack_levels(tokens: TokenDict, modalities: Sequence[str],
+                 token_masks: MaskDict = None
+                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Stack every (level, modality) token set into one tensor, so each
+    regulariser runs as a few batched ops instead of a Python loop.
 
-    With fewer tokens than channels the Gram identity
-    ``||S^T P||_F^2 = sum_ij (S S^T)_ij (P P^T)_ij`` multiplies (N, N)
-    matrices instead of forming the (d, d) cross-covariance: the same value
-    at 2N^2 d instead of N d^2 multiply-adds, and half the CPU time of the
-    loss at the synthetic preset's sizes (docs/performance.md).
+    Args:
+        tokens (dict): ``[level][modality]`` (B, N, d).
+        modalities (Sequence[str]): Modality order.
+        token_masks (dict, optional): ``[level][modality]`` bool (B, N).
+
+    Returns:
+        tuple: Tokens (P, B, N_max, d) with P = levels x modalities
+        (level-major), zero-padded, and their validity (P, B, N_max), or
+        None when every set has N_max tokens and no mask.
     """
-    num_tokens = shared.shape[1]
-    if num_tokens < shared.shape[2]:
-        energy = (shared @ shared.transpose(1, 2)) * (
-            private @ private.transpose(1, 2))
+    sets = [(level, m, level_tokens[m])
+            for level, level_tokens in tokens.items() for m in modalities]
+    longest = max(t.shape[1] for _, _, t in sets)
+    token_masks = token_masks or {}
+    masks = [token_masks.get(level, {}).get(m) for level, m, _ in sets]
+    if all(t.shape[1] == longest for _, _, t in sets) and all(
+            mask is None for mask in masks):
+        return torch.stack([t for _, _, t in sets]), None
+    stacked = torch.stack(
+        [F.pad(t, (0, 0, 0, longest - t.shape[1])) for _, _, t in sets])
+    valid = torch.stack([
+        F.pad(
+            mask if mask is not None else t.new_ones(
+                t.shape[:2], dtype=torch.bool), (0, longest - t.shape[1]))
+        for (_, _, t), mask in zip(sets, masks)
+    ])
+    return stacked, valid
+
+
+def _pooled(tokens: torch.Tensor,
+            valid: Optional[torch.Tensor]) -> torch.Tensor:
+    """Mean over valid tokens: (..., N, d) -> (..., d)."""
+    if valid is None:
+        return tokens.mean(-2)
+    weight = valid.to(tokens.dtype).unsqueeze(-1)
+    return (tokens * weight).sum(-2) / weight.sum(-2).clamp(min=1)
+
+
+def _cross_energy(shared: torch.Tensor, private: torch.Tensor,
+                  valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``||S^T P||_F^2 / N^2`` per token set, of unit tokens (..., N, d).
+
+    Not centred over tokens: a direction that every token of S and of P
+    shares (their pooled mean, which InterCAD reads) counts, and a one-token
+    level with S = P costs 1. With fewer tokens than channels the Gram
+    identity ``||S^T P||_F^2 = sum_ij (S S^T)_ij (P P^T)_ij`` multiplies
+    (N, N) matrices instead of forming the (d, d) cross-covariance (same
+    value, 2 N^2 d instead of N d^2 multiply-adds).
+
+    Args:
+        shared, private (Tensor): (..., N, d).
+        valid (Tensor, optional): Bool (..., N); padding tokens are left
+            out and N counts valid tokens only.
+
+    Returns:
+        Tensor: Energy of shape (..., ).
+    """
+    shared, private = F.normalize(shared, dim=-1), F.normalize(private, dim=-1)
+    if valid is None:
+        num = shared.new_full(shared.shape[:-2], shared.shape[-2])
     else:
-        energy = torch.einsum('bnd,bne->bde', shared, private).pow(2)
-    return energy.sum((1, 2)) / num_tokens**2
+        weight = valid.to(shared.dtype).unsqueeze(-1)
+        shared, private = shared * weight, private * weight
+        num = weight.sum((-2, -1)).clamp(min=1)
+    if shared.shape[-2] < shared.shape[-1]:
+        energy = (shared @ shared.transpose(-1, -2)) * (
+            private @ private.transpose(-1, -2))
+    else:
+        energy = (shared.transpose(-1, -2) @ private).pow(2)
+    return energy.sum((-2, -1)) / num**2
+
+
+def _unbiased_hsic(gram_x: torch.Tensor, gram_y: torch.Tensor,
+                   num: torch.Tensor) -> torch.Tensor:
+    """Unbiased HSIC estimator (Song et al., 2012) of (..., B, B) Gram
+    matrices whose rows and columns of absent samples are zero; ``num``
+    (..., ) counts the present samples."""
+    eye = torch.eye(gram_x.shape[-1], dtype=torch.bool, device=gram_x.device)
+    gram_x, gram_y = gram_x.masked_fill(eye, 0), gram_y.masked_fill(eye, 0)
+    trace = (gram_x * gram_y).sum((-2, -1))
+    sum_x, sum_y = gram_x.sum((-2, -1)), gram_y.sum((-2, -1))
+    cross = (gram_x.sum(-2) * gram_y.sum(-2)).sum(-1)
+    return (trace + sum_x * sum_y / ((num - 1) * (num - 2)) -
+            2 * cross / (num - 2)) / (num * (num - 3))
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor,
+               present: torch.Tensor) -> torch.Tensor:
+    """Debiased linear CKA between (..., B, d) features over the present
+    samples: about 0 when the features are independent across samples (also
+    when B < d, where the plain estimator is biased far above 0), 1 when one
+    is an orthogonal transform of the other. A batch-level independence
+    measure (normalised HSIC), blind to constant offsets. Zero when fewer
+    than 4 samples are present.
+
+    Args:
+        x, y (Tensor): (..., B, d) features.
+        present (Tensor): Bool (..., B).
+
+    Returns:
+        Tensor: (..., ), clamped at 0 from below.
+    """
+    weight = present.to(x.dtype).unsqueeze(-1)
+    x, y = x * weight, y * weight
+    count = weight.sum((-2, -1))
+    num = count.clamp(min=4)
+    gram_x, gram_y = x @ x.transpose(-1, -2), y @ y.transpose(-1, -2)
+    hsic_xy = _unbiased_hsic(gram_x, gram_y, num)
+    norm = (_unbiased_hsic(gram_x, gram_x, num) *
+            _unbiased_hsic(gram_y, gram_y, num)).clamp(min=1e-12).sqrt()
+    return (hsic_xy / norm).clamp(min=0) * (count >= 4).to(x.dtype)
+
+
+def _centred(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Subtract the weighted batch mean of (..., B, d) features; weight
+    (..., B, 1)."""
+    mean = (x * weight).sum(-2, keepdim=True) / weight.sum(
+        -2, keepdim=True).clamp(min=1)
+    return (x - mean) * weight
 
 
 def _present_mean(values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Mean of (B, ) values over present samples (0 if none)."""
+    """Mean of (..., B) values over present samples (0 if none): (..., )."""
     weight = present.to(values.dtype)
-    return (values * weight).sum() / weight.sum().clamp(min=1)
+    return (values * weight).sum(-1) / weight.sum(-1).clamp(min=1)
+
+
+def _pair_presence(present: torch.Tensor, num_levels: int) -> torch.Tensor:
+    """(B, M) presence -> (L*M, B), level-major as :func:`stack_levels`."""
+    return present.transpose(0, 1).repeat(num_levels, 1)
 
 
 @MODELS.register_module()
 class SharedPrivateSeparationLoss(nn.Module):
-    """Soft orthogonality of shared and private subspaces, as the difference
-    loss of DSN / MISA: ``||S_hat^T P||_F^2 / N^2`` on centred, unit tokens,
-    averaged over levels, modalities and present samples.
+    """Separation of shared and private subspaces, per level and modality.
+
+    Two parts, averaged over levels and modalities:
+
+    * token level, as the difference loss of DSN / MISA:
+      ``||S_hat^T P||_F^2 / N^2`` on unit tokens, not centred over tokens,
+      so the per-sample pooled component (what InterCAD reads) and one-token
+      levels count;
+    * batch level (``batch_weight``): debiased linear CKA (HSIC) between
+      pooled S_hat_m and pooled P_m over the batch, so a factor that varies
+      across samples may not live in both subspaces.
 
     Zero exactly when every shared token is orthogonal to every private
-    token of the same modality and level.
+    token of the same modality and level and the pooled features are
+    uncorrelated over the batch.
 
     Args:
         loss_weight (float): lambda_sep. Defaults to 0.1.
+        batch_weight (float): Weight of the batch-level term relative to
+            the token-level one. Defaults to 1.0.
     """
 
-    def __init__(self, loss_weight: float = 0.1) -> None:
+    def __init__(self, loss_weight: float = 0.1,
+                 batch_weight: float = 1.0) -> None:
         super().__init__()
+        _check_weight('SharedPrivateSeparationLoss', loss_weight)
+        _check_weight('SharedPrivateSeparationLoss.batch_weight',
+                      batch_weight)
         self.loss_weight = loss_weight
+        self.batch_weight = batch_weight
 
-    def forward(self, shared: TokenDict, private: TokenDict,
+    def forward(self,
+                shared: TokenDict,
+                private: TokenDict,
                 present: torch.Tensor,
-                modalities: Sequence[str]) -> torch.Tensor:
+                modalities: Sequence[str],
+                token_masks: MaskDict = None) -> torch.Tensor:
         """Args:
             shared, private (dict): ``[level][modality]`` (B, N, d).
             present (Tensor): Bool (B, M).
             modalities (Sequence[str]): Order of ``present``'s columns.
+            token_masks (dict, optional): ``[level][modality]`` bool (B, N).
 
         Returns:
             Tensor: Weighted scalar loss.
         """
-        terms = []
-        for level, level_shared in shared.items():
-            for i, m in enumerate(modalities):
-                energy = _cross_energy(
-                    _centred_unit(level_shared[m]),
-                    _centred_unit(private[level][m]))
-                terms.append(_present_mean(energy, present[:, i]))
-        return self.loss_weight * torch.stack(terms).mean()
+        shared_t, valid = stack_levels(shared, modalities, token_masks)
+        private_t, _ = stack_levels(private, modalities, token_masks)
+        present_t = _pair_presence(present, len(shared))
+        terms = _present_mean(_cross_energy(shared_t, private_t, valid),
+                              present_t)
+        if self.batch_weight:
+            terms = terms + self.batch_weight * linear_cka(
+                _pooled(shared_t, valid), _pooled(private_t, valid),
+                present_t)
+        return self.loss_weight * terms.mean()
 
 
 @MODELS.register_module()
 class CrossLevelInterferenceLoss(nn.Module):
-    """Penalises similarity between the levels' synchronised representations
-    (mean squared off-diagonal cosine similarity of pool(Z_l)), so each level
-    keeps its own information. Zero when the levels are orthogonal.
+    """Penalises what the levels' synchronised representations carry in
+    common: the mean squared off-diagonal cosine similarity between
+    batch-centred pool(Z_l). Centring over the batch removes whatever is the
+    same for every sample (the anchors above all), so large level-orthogonal
+    anchors cannot satisfy it; zero when the levels vary across samples in
+    orthogonal directions.
 
     Args:
         loss_weight (float): lambda_cross. Defaults to 0.05.
@@ -91,6 +239,7 @@ class CrossLevelInterferenceLoss(nn.Module):
 
     def __init__(self, loss_weight: float = 0.05) -> None:
         super().__init__()
+        _check_weight('CrossLevelInterferenceLoss', loss_weight)
         self.loss_weight = loss_weight
 
     def forward(self, level_feats: torch.Tensor) -> torch.Tensor:
@@ -98,48 +247,61 @@ class CrossLevelInterferenceLoss(nn.Module):
             level_feats (Tensor): pool(Z_l), shape (B, L, d).
 
         Returns:
-            Tensor: Weighted scalar loss.
+            Tensor: Weighted scalar loss (zero for a batch of one).
         """
-        unit = F.normalize(level_feats, dim=-1)
+        centred = level_feats - level_feats.mean(0, keepdim=True)
+        unit = F.normalize(centred, dim=-1)
         gram = unit @ unit.transpose(1, 2)
         num_levels = gram.shape[-1]
-        off = ~torch.eye(num_levels, dtype=torch.bool, device=gram.device)
-        return self.loss_weight * gram[:, off].pow(2).mean()
+        # a multiplicative mask, not boolean indexing: static shapes
+        off = 1 - torch.eye(num_levels, dtype=gram.dtype, device=gram.device)
+        return self.loss_weight * (gram.pow(2) * off).sum() / (
+            gram.shape[0] * num_levels * (num_levels - 1))
 
 
 @MODELS.register_module()
 class TokenBudgetLoss(nn.Module):
-    """Keeps each learnable budget ratio rho near a target selection rate:
-    ``mean((rho - target)^2)``; zero when every rho equals the target.
+    """A cost on the exchanged tokens: the mean over levels and modalities
+    of the expected fraction of shared tokens offered, above ``target``:
+    ``mean(relu(used - target))``. With target 0 every offered token costs;
+    a target lets a budget up to that fraction be free. Together with the
+    task loss it sets the accuracy vs exchanged-tokens trade-off, instead of
+    pinning rho to a value.
 
     Args:
-        target (float): Target mean selection rate. Defaults to 0.5.
+        target (float): Free fraction of tokens, in [0, 1). Defaults to 0.
         loss_weight (float): lambda_budget. Defaults to 0.01.
     """
 
-    def __init__(self, target: float = 0.5, loss_weight: float = 0.01) -> None:
+    def __init__(self, target: float = 0.0, loss_weight: float = 0.01) -> None:
         super().__init__()
-        if not 0 < target <= 1:
-            raise ValueError(f'target must be in (0, 1], got {target}')
+        if not 0 <= target < 1:
+            raise ValueError(
+                f'TokenBudgetLoss: target must be in [0, 1), got {target}')
+        _check_weight('TokenBudgetLoss', loss_weight)
         self.target = target
         self.loss_weight = loss_weight
 
-    def forward(self, ratios: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, used: Sequence[torch.Tensor]) -> torch.Tensor:
         """Args:
-            ratios (Sequence[Tensor]): Scalar rho of every (level, modality).
+            used (Sequence[Tensor]): (B, ) fraction of tokens offered, of
+                every (level, modality); differentiable in rho in training.
 
         Returns:
             Tensor: Weighted scalar loss.
         """
-        rho = torch.stack(list(ratios))
-        return self.loss_weight * (rho - self.target).pow(2).mean()
+        fraction = torch.stack([u.mean() for u in used])
+        return self.loss_weight * (fraction - self.target).clamp(min=0).mean()
 
 
 @MODELS.register_module()
 class SharedAlignmentLoss(nn.Module):
-    """Optional alignment of the shared subspaces across modalities:
-    ``1 - cos`` of pooled shared features for every pair of modalities
-    present together, per level. Zero when they coincide.
+    """Cross-modal alignment of the shared subspaces (before the exchange):
+    ``1 - cos`` of batch-centred pooled S_m and S_n for every pair of
+    modalities present together, per level. What one modality's shared
+    subspace carries must then vary across samples as the other's does, so
+    a factor only one modality has gets no room in it (it belongs in the
+    private subspace). Centring keeps a constant offset from satisfying it.
 
     Args:
         loss_weight (float): lambda_align. Defaults to 0.1.
@@ -147,27 +309,72 @@ class SharedAlignmentLoss(nn.Module):
 
     def __init__(self, loss_weight: float = 0.1) -> None:
         super().__init__()
+        _check_weight('SharedAlignmentLoss', loss_weight)
         self.loss_weight = loss_weight
 
-    def forward(self, shared: TokenDict, present: torch.Tensor,
-                modalities: Sequence[str]) -> torch.Tensor:
+    def forward(self,
+                shared: TokenDict,
+                present: torch.Tensor,
+                modalities: Sequence[str],
+                token_masks: MaskDict = None) -> torch.Tensor:
         """Args:
-            shared (dict): ``[level][modality]`` (B, N, d).
+            shared (dict): ``[level][modality]`` (B, N, d): S before the
+                exchange.
             present (Tensor): Bool (B, M).
             modalities (Sequence[str]): Order of ``present``'s columns.
+            token_masks (dict, optional): ``[level][modality]`` bool (B, N).
 
         Returns:
             Tensor: Weighted scalar loss.
         """
-        terms = []
-        for level_shared in shared.values():
-            pooled = [level_shared[m].mean(1) for m in modalities]
-            for i in range(len(modalities)):
-                for j in range(i + 1, len(modalities)):
-                    cos = F.cosine_similarity(pooled[i], pooled[j], dim=-1)
-                    terms.append(_present_mean(1 - cos,
-                                               present[:, i] & present[:, j]))
-        return self.loss_weight * torch.stack(terms).mean()
+        num_levels, num_mod = len(shared), len(modalities)
+        tokens, valid = stack_levels(shared, modalities, token_masks)
+        # (L, M, B, d), each modality centred over the samples it is in
+        weight = _pair_presence(present, num_levels).to(
+            tokens.dtype).unsqueeze(-1)
+        pooled = _centred(_pooled(tokens, valid), weight)
+        unit = F.normalize(pooled, dim=-1).view(num_levels, num_mod,
+                                                 *pooled.shape[1:])
+        cos = torch.einsum('lmbd,lnbd->lmnb', unit, unit)
+        both = present.transpose(0, 1)
+        both = both[:, None, :] & both[None, :, :]  # (M, M, B)
+        pairs = torch.ones(num_mod, num_mod, dtype=torch.bool,
+                           device=both.device).triu(1)
+        pair_loss = _present_mean(1 - cos, both.expand_as(cos))  # (L, M, M)
+        pairs = pairs.to(pair_loss.dtype)
+        return self.loss_weight * (pair_loss * pairs).sum() / (
+            num_levels * pairs.sum())
+
+
+@MODELS.register_module()
+class LevelWeightEntropyLoss(nn.Module):
+    """Keeps InterCAD's level weights from collapsing by accident:
+    ``KL(alpha || uniform) = log L - H(alpha)``, averaged over samples.
+    Zero when every level gets 1 / L; a model that needs one level must
+    earn it against this cost.
+
+    Args:
+        loss_weight (float): Weight. Defaults to 0.01.
+    """
+
+    def __init__(self, loss_weight: float = 0.01) -> None:
+        super().__init__()
+        _check_weight('LevelWeightEntropyLoss', loss_weight)
+        self.loss_weight = loss_weight
+
+    def forward(self, level_weights: torch.Tensor) -> torch.Tensor:
+        """Args:
+            level_weights (Tensor): alpha, (B, L), rows summing to 1.
+
+        Returns:
+            Tensor: Weighted scalar loss.
+        """
+        num_levels = level_weights.shape[-1]
+        entropy = -(level_weights * level_weights.clamp(min=1e-12).log()).sum(
+            -1)
+        return self.loss_weight * (
+            torch.log(level_weights.new_tensor(float(num_levels))) -
+            entropy).mean()
 
 
 @MODELS.register_module()
@@ -180,6 +387,7 @@ class L1Loss(nn.Module):
 
     def __init__(self, loss_weight: float = 1.0) -> None:
         super().__init__()
+        _check_weight('L1Loss', loss_weight)
         self.loss_weight = loss_weight
 
     def forward(self, pred: torch.Tensor,

@@ -1,8 +1,10 @@
 from .baseline_fusion import ConcatFusion, LateFusion
 from .inter_cad import InterCAD
-from .intra_ced import IntraCED, TokenBudget, factorisation_layers
+from .intra_ced import (IntraCED, TokenBudget, factorisation_layers,
+                        feed_forward, gate_bias)
 
 __all__ = [
-    'IntraCED', 'TokenBudget', 'factorisation_layers', 'InterCAD',
+    'IntraCED', 'TokenBudget', 'factorisation_layers', 'feed_forward',
+    'gate_bias', 'InterCAD',
     'ConcatFusion', 'LateFusion'
 ]

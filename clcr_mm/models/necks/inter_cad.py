@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
-from ..utils import LEVELS, masked_mean, modality_presence
+from ..utils import LEVELS, check_positive, masked_mean, modality_presence
 
 
 @MODELS.register_module()
@@ -32,6 +32,11 @@ class InterCAD(BaseModule):
             uniform weights. Defaults to True.
         gate_private (bool): Learned private gates gamma; False uses
             gamma = 1 for every present modality-level. Defaults to True.
+        level_temperature (float): Temperature T of the level weights
+            ``alpha = softmax(scores / T)``: T > 1 keeps alpha spread, T < 1
+            sharpens it; with :class:`LevelWeightEntropyLoss` it makes
+            collapse onto one level a learned result, not an accident of
+            initialisation. Defaults to 1.0.
         dropout (float): Dropout on h's projection input. Defaults to 0.1.
         init_cfg (dict, optional): mmengine init config. Defaults to None.
 
@@ -48,9 +53,21 @@ class InterCAD(BaseModule):
                  synchronise: bool = True,
                  selective: bool = True,
                  gate_private: bool = True,
+                 level_temperature: float = 1.0,
                  dropout: float = 0.1,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        check_positive('InterCAD', embed_dims=embed_dims,
+                       out_channels=out_channels, num_anchors=num_anchors,
+                       num_heads=num_heads,
+                       level_temperature=level_temperature)
+        if embed_dims % num_heads:
+            raise ValueError(f'InterCAD: embed_dims={embed_dims} must be '
+                             f'divisible by num_heads={num_heads}')
+        if not 0 <= dropout < 1:
+            raise ValueError(f'InterCAD: dropout must be in [0, 1), got '
+                             f'{dropout}')
+        self.level_temperature = float(level_temperature)
         self.modalities = tuple(modalities)
         self.embed_dims = embed_dims
         self.num_heads = num_heads
@@ -63,6 +80,11 @@ class InterCAD(BaseModule):
                 torch.zeros(num_levels, num_anchors, embed_dims))
             nn.init.trunc_normal_(self.anchors, std=0.02)
             self.key_norm = nn.LayerNorm(embed_dims)
+            # Queries come from normalised anchors: the anchors' scale
+            # cannot sharpen the attention by itself, so neither it nor the
+            # residual anchors (removed by batch centring) can make the
+            # levels look different to the cross-level term.
+            self.anchor_norm = nn.LayerNorm(embed_dims)
             self.q = nn.Linear(embed_dims, embed_dims)
             self.kv = nn.Linear(embed_dims, 2 * embed_dims)
             self.attn_out = nn.Linear(embed_dims, embed_dims)
@@ -81,8 +103,11 @@ class InterCAD(BaseModule):
             nn.Dropout(dropout), nn.Linear(2 * embed_dims, out_channels),
             nn.LayerNorm(out_channels))
 
-    def synchronise_levels(self, shared: Dict[str, Dict[str, torch.Tensor]],
-                           present: torch.Tensor) -> torch.Tensor:
+    def synchronise_levels(
+            self, shared: Dict[str, Dict[str, torch.Tensor]],
+            present: torch.Tensor,
+            token_masks: Optional[Dict[str, Dict[str, torch.Tensor]]] = None
+    ) -> torch.Tensor:
         """Anchors of each level attend to that level's shared tokens.
 
         Standard multi-head attention of the K anchors (queries
@@ -104,6 +129,8 @@ class InterCAD(BaseModule):
         Args:
             shared (dict): ``shared[level][modality]`` (B, N, d).
             present (Tensor): Bool (B, M).
+            token_masks (dict, optional): ``[level][modality]`` bool (B, N),
+                False for padding tokens, which anchors ignore.
 
         Returns:
             Tensor: Synchronised levels Z of shape (B, L, K, d).
@@ -125,13 +152,18 @@ class InterCAD(BaseModule):
                 F.pad(part, (0, 0, 0, longest - part.shape[1]))
                 for part in tokens.split(sizes, dim=1)
             ], 1).flatten(0, 1)
+        token_masks = token_masks or {}
+
+        def key_mask(level: str, i: int, t: torch.Tensor) -> torch.Tensor:
+            keep = present[:, i:i + 1].expand(-1, t.shape[1])
+            valid = token_masks.get(level, {}).get(self.modalities[i])
+            return keep if valid is None else keep & valid
+
         mask = torch.stack([
             F.pad(
-                torch.cat([
-                    present[:, i:i + 1].expand(-1, t.shape[1])
-                    for i, t in enumerate(level)
-                ], 1), (0, longest - size))
-            for level, size in zip(level_tokens, sizes)
+                torch.cat([key_mask(name, i, t) for i, t in enumerate(level)],
+                          1), (0, longest - size))
+            for name, level, size in zip(LEVELS, level_tokens, sizes)
         ], 1)
         # A sample with no modality present keeps its anchors unchanged:
         # let it attend everywhere; its zero-weighted result is discarded.
@@ -140,7 +172,7 @@ class InterCAD(BaseModule):
         w_key, w_value = self.kv.weight.split(dims)
         b_value = self.kv.bias[dims:]
         # Queries in token space, per head: (H, L*K, d_h) @ (H, d_h, d).
-        q = self.q(self.anchors).view(num_levels * num_anchors, heads,
+        q = self.q(self.anchor_norm(self.anchors)).view(num_levels * num_anchors, heads,
                                       head_dims).transpose(0, 1)
         q = torch.matmul(q, w_key.view(heads, head_dims, dims))
         # (L, H*K, d): every (head, anchor) pair is one query of one shared
@@ -173,7 +205,10 @@ class InterCAD(BaseModule):
     def forward(self,
                 shared: Dict[str, Dict[str, torch.Tensor]],
                 private: Dict[str, Dict[str, torch.Tensor]],
-                modality_mask: Optional[torch.Tensor] = None) -> dict:
+                modality_mask: Optional[torch.Tensor] = None,
+                token_masks: Optional[Dict[str, Dict[str,
+                                                     torch.Tensor]]] = None
+                ) -> dict:
         """Aggregate three levels into the task representation h.
 
         Args:
@@ -182,6 +217,8 @@ class InterCAD(BaseModule):
             private (dict): ``private[level][modality]``: private tokens P
                 (B, N, d).
             modality_mask (Tensor, optional): Bool (B, M), True = present.
+            token_masks (dict, optional): ``[level][modality]`` bool (B, N),
+                False for padding tokens, which no pooling reads.
 
         Returns:
             dict: ``feat`` h (B, D); ``level_feats`` pool(Z_l) (B, L, d);
@@ -193,19 +230,26 @@ class InterCAD(BaseModule):
         present = modality_presence(modality_mask, self.modalities, batch,
                                     first.device)
         weights = present.to(first.dtype)
+        token_masks = token_masks or {}
+
+        def valid(level: str, m: str) -> Optional[torch.Tensor]:
+            return token_masks.get(level, {}).get(m)
+
         if self.synchronise:
-            level_feats = self.synchronise_levels(shared, present).mean(2)
+            level_feats = self.synchronise_levels(shared, present,
+                                                  token_masks).mean(2)
         else:
             count = weights.sum(1).clamp(min=1).unsqueeze(-1)
             level_feats = torch.stack([
                 sum(
-                    masked_mean(shared[level][m], present[:, i])
+                    masked_mean(shared[level][m], present[:, i],
+                                valid(level, m))
                     for i, m in enumerate(self.modalities)) / count
                 for level in LEVELS
             ], 1)
         if self.selective:
-            level_weights = self.level_scorer(level_feats.flatten(1)).softmax(
-                dim=-1)
+            level_weights = (self.level_scorer(level_feats.flatten(1)) /
+                             self.level_temperature).softmax(dim=-1)
         else:
             level_weights = level_feats.new_full(
                 level_feats.shape[:2], 1.0 / len(LEVELS))
@@ -213,7 +257,7 @@ class InterCAD(BaseModule):
 
         # pool(P_m^l) for every modality-level: (B, M*L, d), absent -> 0.
         private_pooled = torch.stack([
-            masked_mean(private[level][m], present[:, i])
+            masked_mean(private[level][m], present[:, i], valid(level, m))
             for i, m in enumerate(self.modalities) for level in LEVELS
         ], 1)
         present_ml = weights.repeat_interleave(len(LEVELS), dim=1)

@@ -5,11 +5,12 @@ from typing import Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from mmaction.utils import SampleList
 from mmengine.model import BaseModel
 
 from clcr_mm.registry import MODELS
-from ..utils import LEVELS
+from ..utils import LEVELS, modality_presence
 
 
 @MODELS.register_module()
@@ -38,6 +39,17 @@ class CLCRRecognizer(BaseModel):
         loss_cross (dict, optional): :class:`CrossLevelInterferenceLoss`.
         loss_budget (dict, optional): :class:`TokenBudgetLoss`.
         loss_align (dict, optional): :class:`SharedAlignmentLoss`.
+        loss_level (dict, optional): :class:`LevelWeightEntropyLoss` on
+            InterCAD's level weights.
+        compile_fusion (bool | dict): Compile IntraCED, InterCAD (or the
+            baseline fusion), the head and the regularisers with
+            ``torch.compile(fullgraph=True)``, each module in place (state
+            dict keys unchanged); a dict gives ``torch.compile`` keyword
+            arguments (e.g. ``dict(mode='max-autotune')``). Every shape there
+            is static and nothing reads the device, so each compiles to one
+            graph (Inductor fuses it into few kernels, CUDA graphs apply).
+            The encoders are compiled with the rest through mmengine's
+            runner-level ``compile`` option. Defaults to False.
         data_preprocessor (dict, optional): Usually mmaction2's
             ``MultiModalDataPreprocessor``.
         train_cfg (dict, optional): ``modality_dropout`` (float): chance that
@@ -60,6 +72,8 @@ class CLCRRecognizer(BaseModel):
                  loss_cross: Optional[dict] = None,
                  loss_budget: Optional[dict] = None,
                  loss_align: Optional[dict] = None,
+                 loss_level: Optional[dict] = None,
+                 compile_fusion: Union[bool, dict] = False,
                  data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
@@ -94,6 +108,10 @@ class CLCRRecognizer(BaseModel):
         self.loss_cross = MODELS.build(loss_cross) if loss_cross else None
         self.loss_budget = MODELS.build(loss_budget) if loss_budget else None
         self.loss_align = MODELS.build(loss_align) if loss_align else None
+        self.loss_level = MODELS.build(loss_level) if loss_level else None
+        if compile_fusion:
+            self._compile_fusion(
+                compile_fusion if isinstance(compile_fusion, dict) else {})
         self.train_cfg = dict(train_cfg or {})
         self.test_cfg = dict(test_cfg or {})
         unknown = set(self.test_cfg.get('missing_modalities',
@@ -102,6 +120,17 @@ class CLCRRecognizer(BaseModel):
             raise ValueError(
                 f'test_cfg.missing_modalities names {sorted(unknown)}, not '
                 f'among the model modalities {self.modalities}')
+
+    def _compile_fusion(self, options: dict) -> None:
+        options = dict(fullgraph=True, **options)
+        modules = [self.inter_cad, self.fusion, self.cls_head, self.loss_sep,
+                   self.loss_cross, self.loss_budget, self.loss_align,
+                   self.loss_level]
+        if self.intra_ced is not None:
+            modules += list(self.intra_ced.values())
+        for module in modules:
+            if module is not None:
+                module.compile(**options)
 
     # ------------------------------------------------------------------
     # inputs and modality masks
@@ -135,38 +164,71 @@ class CLCRRecognizer(BaseModel):
 
     def _modality_mask(self, data_samples: Optional[SampleList],
                        batch: int, num_views: int,
-                       device: torch.device) -> torch.Tensor:
+                       device: torch.device) -> Optional[torch.Tensor]:
         """(B*V, M) bool mask from the samples, train-time modality dropout
-        and test-time ``missing_modalities``."""
-        mask = torch.ones(batch, len(self.modalities), dtype=torch.bool)
-        for b, sample in enumerate(data_samples or []):
-            flags = sample.get('modality_mask', None) or {}
-            for i, m in enumerate(self.modalities):
-                mask[b, i] = bool(flags.get(m, True))
-        if self.training and self.train_cfg.get('modality_dropout', 0) > 0:
-            drop = torch.rand(batch) < self.train_cfg['modality_dropout']
-            victim = torch.randint(len(self.modalities), (batch, ))
-            dropped = mask.clone()
-            dropped[drop, victim[drop]] = False
+        and test-time ``missing_modalities``; None when every modality of
+        every sample is present, so attention runs without a mask.
+
+        The samples' flags are host metadata: they are read once into one
+        tensor, and nothing is read back from the device.
+        """
+        flags = [(sample.get('modality_mask', None) or {})
+                 for sample in (data_samples or [])]
+        missing = set(() if self.training else self.test_cfg.get(
+            'missing_modalities', ()))
+        dropout = self.train_cfg.get('modality_dropout', 0) \
+            if self.training else 0
+        if not missing and not dropout and all(
+                bool(f.get(m, True)) for f in flags for m in self.modalities):
+            return None
+        mask = torch.tensor(
+            [[bool(f.get(m, True)) and m not in missing
+              for m in self.modalities] for f in flags] or
+            [[m not in missing for m in self.modalities]] * batch,
+            dtype=torch.bool).to(device, non_blocking=True)
+        if dropout > 0:
+            drop = torch.rand(batch, device=device) < dropout
+            victim = torch.randint(len(self.modalities), (batch, ),
+                                   device=device)
+            dropped = mask & ~(F.one_hot(victim, len(self.modalities)).bool()
+                               & drop[:, None])
             # never drop the last present modality of a sample
-            keep = dropped.any(dim=1)
-            mask[keep] = dropped[keep]
-        if not self.training:
-            for m in self.test_cfg.get('missing_modalities', ()):
-                mask[:, self.modalities.index(m)] = False
-        return mask.repeat_interleave(num_views, dim=0).to(device)
+            mask = torch.where(dropped.any(dim=1, keepdim=True), dropped,
+                               mask)
+        return mask.repeat_interleave(num_views, dim=0)
 
     def _zero_missing(self, inputs: Dict[str, torch.Tensor],
-                      mask: torch.Tensor) -> Dict[str, torch.Tensor]:
+                      mask: Optional[torch.Tensor]
+                      ) -> Dict[str, torch.Tensor]:
         """Zero the inputs of absent modalities, exactly as a pipeline that
         zero-fills a missing modality would, so both paths agree."""
-        if bool(mask.all()):
+        if mask is None:
             return inputs
         out = {}
         for i, m in enumerate(self.modalities):
             keep = mask[:, i].to(inputs[m].dtype)
             out[m] = inputs[m] * keep.view(-1, *[1] * (inputs[m].dim() - 1))
         return out
+
+    def _lengths(self, data_samples: Optional[SampleList], num_views: int,
+                 device: torch.device) -> Optional[Dict[str, torch.Tensor]]:
+        """Per-modality valid lengths (B*V, ) from the samples'
+        ``valid_lengths`` metainfo (sequence features); None when no sample
+        has any."""
+        per_sample = [
+            sample.metainfo.get('valid_lengths') or {}
+            for sample in (data_samples or [])
+        ]
+        names = [m for m in self.modalities
+                 if any(m in lengths for lengths in per_sample)]
+        if not names:
+            return None
+        return {
+            m: torch.tensor([lengths[m] for lengths in per_sample],
+                            dtype=torch.long).repeat_interleave(
+                                num_views).to(device, non_blocking=True)
+            for m in names
+        }
 
     # ------------------------------------------------------------------
     # forward
@@ -184,7 +246,9 @@ class CLCRRecognizer(BaseModel):
         Returns:
             dict: ``fused`` (the fusion neck's output, with ``feat`` h of
             shape (B*V, D)), ``levels`` (encoder tokens), ``intra`` (per
-            level IntraCED outputs, or None), ``mask`` (B*V, M) and
+            level IntraCED outputs, or None), ``mask`` (B*V, M), or None
+            when every modality is present), ``token_masks``
+            (``[level][modality]`` (B*V, N) validity, or None) and
             ``num_views``.
         """
         batch = next(iter(inputs.values())).shape[0]
@@ -192,26 +256,38 @@ class CLCRRecognizer(BaseModel):
         device = next(iter(inputs.values())).device
         mask = self._modality_mask(data_samples, batch, num_views, device)
         inputs = self._zero_missing(inputs, mask)
-        levels = self.backbone(inputs)
+        lengths = self._lengths(data_samples, num_views, device)
+        if lengths is None:
+            levels = self.backbone(inputs)
+            token_masks = None
+        else:
+            levels = self.backbone(inputs, lengths=lengths)
+            token_masks = self.backbone.token_masks(lengths)
         intra = None
         if self.fusion is not None:
-            fused = self.fusion(levels, mask)
+            fused = self.fusion(levels, mask) if token_masks is None else \
+                self.fusion(levels, mask, token_masks=token_masks)
         else:
             if self.intra_ced is not None:
+                # token masks only where there are any, so exchange modules
+                # without padding support (projects) plug in unchanged
                 intra = {
                     level: self.intra_ced[level](levels[level], mask)
+                    if token_masks is None else self.intra_ced[level](
+                        levels[level], mask, token_masks=token_masks[level])
                     for level in LEVELS
                 }
                 shared = {level: intra[level]['shared'] for level in LEVELS}
                 private = {level: intra[level]['private'] for level in LEVELS}
             else:
                 shared = private = levels
-            fused = self.inter_cad(shared, private, mask)
+            fused = self.inter_cad(shared, private, mask, token_masks)
         return dict(
             fused=fused,
             levels=levels,
             intra=intra,
             mask=mask,
+            token_masks=token_masks,
             num_views=num_views)
 
     def forward(self,
@@ -254,37 +330,50 @@ class CLCRRecognizer(BaseModel):
 
         Returns:
             dict[str, Tensor]: ``loss_sep``, ``loss_cross``, ``loss_budget``,
-            ``loss_align`` (those configured and applicable) and, for
-            logging, ``budget_k_<level>_<modality>`` (tokens offered) and
-            ``budget_rho_<level>`` (mean ratio).
+            ``loss_align``, ``loss_level`` (those configured and applicable)
+            and, for logging, ``budget_k_<level>_<modality>`` (tokens
+            offered, batch mean), ``budget_used_<level>_<modality>`` (their
+            fraction) and ``budget_rho_<level>`` (mean ratio).
         """
         out: Dict[str, torch.Tensor] = {}
-        intra, mask, fused = feats['intra'], feats['mask'], feats['fused']
+        intra, fused = feats['intra'], feats['fused']
+        token_masks = feats['token_masks']
+        first = feats['levels'][LEVELS[0]][self.modalities[0]]
+        present = modality_presence(feats['mask'], self.modalities,
+                                    first.shape[0], first.device)
         if intra is not None:
             shared = {level: intra[level]['shared'] for level in LEVELS}
             private = {level: intra[level]['private'] for level in LEVELS}
             if self.loss_sep is not None:
-                out['loss_sep'] = self.loss_sep(shared, private, mask,
-                                                self.modalities)
+                out['loss_sep'] = self.loss_sep(shared, private, present,
+                                                self.modalities, token_masks)
             if self.loss_align is not None:
-                out['loss_align'] = self.loss_align(shared, mask,
-                                                    self.modalities)
-            ratios = [
-                r for level in LEVELS
-                for r in intra[level]['budget_ratio'].values()
+                shared_in = {
+                    level: intra[level]['shared_in']
+                    for level in LEVELS
+                }
+                out['loss_align'] = self.loss_align(shared_in, present,
+                                                    self.modalities,
+                                                    token_masks)
+            used = [
+                u for level in LEVELS
+                for u in intra[level]['budget_used'].values()
             ]
-            if self.loss_budget is not None and ratios:
-                out['loss_budget'] = self.loss_budget(ratios)
+            if self.loss_budget is not None and used:
+                out['loss_budget'] = self.loss_budget(used)
             for level in LEVELS:
                 for m, k in intra[level]['num_selected'].items():
-                    out[f'budget_k_{level}_{m}'] = torch.tensor(
-                        float(k), device=mask.device)
+                    out[f'budget_k_{level}_{m}'] = k.detach().mean()
+                for m, u in intra[level]['budget_used'].items():
+                    out[f'budget_used_{level}_{m}'] = u.detach().mean()
                 level_ratios = list(intra[level]['budget_ratio'].values())
                 if level_ratios:
                     out[f'budget_rho_{level}'] = torch.stack(
                         level_ratios).mean().detach()
         if self.loss_cross is not None and 'level_feats' in fused:
             out['loss_cross'] = self.loss_cross(fused['level_feats'])
+        if self.loss_level is not None and 'level_weights' in fused:
+            out['loss_level'] = self.loss_level(fused['level_weights'])
         return out
 
     def predict(self, inputs: Dict[str, torch.Tensor],
@@ -302,7 +391,10 @@ class CLCRRecognizer(BaseModel):
     def _attach_analysis(self, feats: dict,
                          data_samples: SampleList) -> None:
         views, fused = feats['num_views'], feats['fused']
-        fields = dict(modality_present=feats['mask'].float())
+        first = feats['levels'][LEVELS[0]][self.modalities[0]]
+        present = modality_presence(feats['mask'], self.modalities,
+                                    first.shape[0], first.device)
+        fields = dict(modality_present=present.float())
         for key in ('level_weights', 'private_gates'):
             if key in fused:
                 fields[key] = fused[key]

@@ -24,7 +24,7 @@
 # frames from the stream index. CheckVideo (PyAV) names a corrupt file.
 #
 # Loader layout (AudioVisualDataset on {train,val,test}_list.txt and
-# classes.txt, PackActionInputs keys, AccMetric) is the synthetic
+# classes.txt, PackMultiModalInputs keys, AccMetric) is the synthetic
 # benchmark's; the clip settings, pipelines and loader sizes are this
 # file's own. AVE and CREMA-D inherit from here.
 _base_ = ['./synthetic_av.py']

@@ -15,7 +15,7 @@ mmsa_keys = tuple(mmsa_modalities)
 mmsa_pipeline = [
     dict(type='PadSequenceFeatures', keys=mmsa_keys, seq_len=mmsa_seq_len),
     dict(
-        type='PackActionInputs',
+        type='PackMultiModalInputs',
         collect_keys=mmsa_keys,
         algorithm_keys=('modality_mask', ),
         meta_keys=('sample_id', 'seq_lengths', 'zero_filled'))

@@ -4,7 +4,7 @@
 # tools/data/ucf101/README.md). Lists use mmaction2's rawframe format and the
 # frames live in data/ucf101/rawframes/<Class>/<clip>/{img,flow_x,flow_y}_*.
 #
-# Per sample (after PackActionInputs):
+# Per sample (after PackMultiModalInputs):
 #   inputs['rgb']  uint8 (V, 3, T, H, W)  T = clip_len RGB frames
 #   inputs['flow'] uint8 (V, 2L, H, W)    L = flow_len flows at the clip
 #                                         centre, channels x1,y1,...,xL,yL
@@ -60,7 +60,7 @@ preprocessors = dict(
         format_shape='NCHW'))
 
 pack_inputs = dict(
-    type='PackActionInputs',
+    type='PackMultiModalInputs',
     collect_keys=modalities,
     algorithm_keys=('modality_mask', ),
     meta_keys=('img_shape', 'frame_dir'))

@@ -43,7 +43,13 @@ model = dict(
         dropout=0.5),
     loss_sep=dict(type='SharedPrivateSeparationLoss', loss_weight=0.1),
     loss_cross=dict(type='CrossLevelInterferenceLoss', loss_weight=0.05),
-    loss_budget=dict(type='TokenBudgetLoss', target=0.5, loss_weight=0.01),
+    # a cost on the fraction of shared tokens exchanged (target 0: every
+    # offered token costs), traded against the task loss
+    loss_budget=dict(type='TokenBudgetLoss', target=0.0, loss_weight=0.01),
+    # shared subspaces hold what the modalities have in common
+    loss_align=dict(type='SharedAlignmentLoss', loss_weight=0.1),
+    # level weights spread unless the task pays for collapse
+    loss_level=dict(type='LevelWeightEntropyLoss', loss_weight=0.01),
     data_preprocessor=dict(
         type='MultiModalDataPreprocessor',
         preprocessors=dict(

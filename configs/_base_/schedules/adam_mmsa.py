@@ -11,11 +11,15 @@ optim_wrapper = dict(
     # gates), see docs/performance.md.
     optimizer=dict(type='Adam', lr=1e-3, weight_decay=1e-5,
                    fused=True),
-    clip_grad=dict(max_norm=1.0))
+    clip_grad=dict(max_norm=1.0),
+    # no weight decay on the token budgets' ratio logits: decay would pull
+    # every rho towards the middle of its range, a budget prior nobody set
+    paramwise_cfg=dict(custom_keys={'.logit': dict(decay_mult=0.0)}))
 
+# Neither `end` nor `T_max`: mmengine's Runner ends the cosine at
+# train_cfg.max_epochs, so overriding max_epochs rescales it.
 param_scheduler = [
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, T_max=40,
-         eta_min=1e-5)
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, eta_min=1e-5)
 ]
 
 auto_scale_lr = dict(enable=False, base_batch_size=32)

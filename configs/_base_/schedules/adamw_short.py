@@ -10,13 +10,22 @@ optim_wrapper = dict(
     # gates), see docs/performance.md.
     optimizer=dict(type='AdamW', lr=2e-3, weight_decay=1e-4,
                    fused=True),
-    clip_grad=dict(max_norm=5.0))
+    clip_grad=dict(max_norm=5.0),
+    # no weight decay on the token budgets' ratio logits: decay would pull
+    # every rho towards the middle of its range, a budget prior nobody set
+    paramwise_cfg=dict(custom_keys={'.logit': dict(decay_mult=0.0)}))
 
+# Warm-up over the first epoch, cosine decay over the whole run. The
+# cosine sets neither `end` nor `T_max`, so mmengine's Runner ends it at
+# train_cfg.max_epochs and `--cfg-options train_cfg.max_epochs=N` rescales
+# it for any N >= 1. It starts at 0, overlapping the warm-up (the two
+# factors multiply, as in mmdet's schedules), because a cosine that began
+# after the warm-up would have begin == end in a one-epoch run.
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.1, by_epoch=True, begin=0, end=1,
          convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', by_epoch=True, begin=1, T_max=5,
-         eta_min=1e-5, convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, eta_min=1e-5,
+         convert_to_iter_based=True),
 ]
 
 # lr above is for this total batch size; tools/train.py --auto-scale-lr

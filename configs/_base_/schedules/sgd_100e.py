@@ -11,11 +11,17 @@ optim_wrapper = dict(
     # gates), see docs/performance.md.
     optimizer=dict(type='SGD', lr=1e-3, momentum=0.9, weight_decay=1e-4,
                    fused=True),
-    clip_grad=dict(max_norm=40, norm_type=2))
+    clip_grad=dict(max_norm=40, norm_type=2),
+    # no weight decay on the token budgets' ratio logits: decay would pull
+    # every rho towards the middle of its range, a budget prior nobody set
+    paramwise_cfg=dict(custom_keys={'.logit': dict(decay_mult=0.0)}))
 
+# No `end`: mmengine's Runner ends the schedule at train_cfg.max_epochs.
+# The milestone is an absolute epoch: a run shorter than 71 epochs keeps
+# the initial lr throughout.
 param_scheduler = [
-    dict(type='MultiStepLR', by_epoch=True, begin=0, end=100,
-         milestones=[70], gamma=0.1)
+    dict(type='MultiStepLR', by_epoch=True, begin=0, milestones=[70],
+         gamma=0.1)
 ]
 
 auto_scale_lr = dict(enable=False, base_batch_size=64)

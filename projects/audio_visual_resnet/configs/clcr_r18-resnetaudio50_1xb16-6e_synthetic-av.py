@@ -96,7 +96,8 @@ model = dict(
     loss_budget=dict(type='clcr_mm.TokenBudgetLoss', target=0.5,
                      loss_weight=0.01),
     # mmaction2's multimodal preprocessor: one ActionDataPreprocessor per
-    # modality, keyed like the pipeline's PackActionInputs(collect_keys).
+    # modality, keyed like the pipeline's
+    # PackMultiModalInputs(collect_keys).
     data_preprocessor=dict(
         type='MultiModalDataPreprocessor',
         preprocessors=dict(

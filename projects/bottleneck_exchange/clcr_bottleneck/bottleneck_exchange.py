@@ -39,7 +39,8 @@ import torch.nn.functional as F
 from mmaction.registry import MODELS
 from mmengine.model import BaseModule
 
-from clcr_mm.models.necks import factorisation_layers
+from clcr_mm.models.necks import (factorisation_layers, feed_forward,
+                                  gate_bias)
 from clcr_mm.models.utils import check_modalities, modality_presence
 
 
@@ -65,7 +66,8 @@ class _Attention(nn.Module):
     def forward(self,
                 query: torch.Tensor,
                 context: torch.Tensor,
-                value_weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+                value_weight: Optional[torch.Tensor] = None,
+                key_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Attend from ``query`` to ``context``.
 
         Args:
@@ -73,6 +75,8 @@ class _Attention(nn.Module):
             context (Tensor): Keys and values, (B, Nk, d).
             value_weight (Tensor, optional): (B, Nk, 1) scale of each value
                 (the token budget's scores).
+            key_bias (Tensor, optional): (B, Nk) additive attention bias
+                (the token budget's gates, as ``gate_bias``).
 
         Returns:
             Tensor: The attended update (B, Nq, d), not yet added to
@@ -92,6 +96,7 @@ class _Attention(nn.Module):
             split(q),
             split(k),
             split(v),
+            attn_mask=None if key_bias is None else key_bias[:, None, None],
             dropout_p=self.dropout if self.training else 0.0)
         return self.out(attended.transpose(1, 2).reshape(batch, -1, dims))
 
@@ -152,12 +157,7 @@ class BottleneckExchange(BaseModule):
         nn.init.trunc_normal_(self.bottleneck, std=0.02)
         self.write = _Attention(embed_dims, num_heads, dropout)
         self.read = _Attention(embed_dims, num_heads, dropout)
-        self.ffn = nn.Sequential(
-            nn.LayerNorm(embed_dims),
-            nn.Linear(embed_dims, int(embed_dims * ffn_ratio)), nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(int(embed_dims * ffn_ratio), embed_dims),
-            nn.Dropout(dropout))
+        self.ffn = feed_forward(embed_dims, ffn_ratio, dropout)
 
     def forward(self,
                 tokens: Dict[str, torch.Tensor],
@@ -174,8 +174,9 @@ class BottleneckExchange(BaseModule):
             dict: The IntraCED interface: ``shared`` (m -> S_hat_m
             (B, N_m, d)), ``private`` (m -> P_m (B, N_m, d)), ``shared_in``
             (m -> S_m before the exchange), ``budget_ratio`` (m -> scalar
-            rho; empty without a budget) and ``num_selected`` (m -> tokens
-            each modality wrote, an int).
+            rho; empty without a budget), ``budget_used`` (m -> (B, )
+            fraction of tokens offered) and ``num_selected`` (m -> (B, )
+            tokens each modality offered).
         """
         check_modalities(tokens, self.modalities, type(self).__name__)
         first = tokens[self.modalities[0]]
@@ -191,16 +192,21 @@ class BottleneckExchange(BaseModule):
         # Write: each modality fills its own copy of the bottleneck from its
         # budgeted shared tokens only.
         bottleneck = self.bottleneck.expand(batch, -1, -1)
-        written, ratios, num_selected = [], {}, {}
+        written, ratios, used, num_selected = [], {}, {}, {}
         for m in self.modalities:
             if self.budgets is None:
-                selected, weight = shared_in[m], None
+                weight = bias = None
+                num_selected[m] = first.new_full((batch, ),
+                                                 shared_in[m].shape[1])
             else:
-                selected, weight = self.budgets[m](shared_in[m])
+                budget = self.budgets[m](shared_in[m])
+                weight = budget['value_weight'].unsqueeze(-1)
+                bias = gate_bias(budget['gate'], first.dtype)
                 ratios[m] = self.budgets[m].ratio
-            num_selected[m] = selected.shape[1]
-            written.append(bottleneck + self.write(bottleneck, selected,
-                                                   weight))
+                used[m] = budget['used']
+                num_selected[m] = budget['num_selected']
+            written.append(bottleneck + self.write(bottleneck, shared_in[m],
+                                                   weight, bias))
         written = torch.stack(written, 1)  # (B, M, n_b, d)
 
         # Read: m sees the mean bottleneck of the other present modalities.
@@ -221,4 +227,5 @@ class BottleneckExchange(BaseModule):
             private=private,
             shared_in=shared_in,
             budget_ratio=ratios,
+            budget_used=used,
             num_selected=num_selected)

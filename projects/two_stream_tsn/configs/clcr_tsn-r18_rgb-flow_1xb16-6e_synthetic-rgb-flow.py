@@ -25,7 +25,7 @@ sample_frames = dict(
     type='SampleFrames', clip_len=8, frame_interval=2, num_clips=1)
 load = dict(type='LoadRGBFlowFrames', flow_len=5, on_missing='error')
 pack = dict(
-    type='PackActionInputs',
+    type='PackMultiModalInputs',
     collect_keys=('rgb', 'flow'),
     algorithm_keys=('modality_mask', ),
     meta_keys=('img_shape', 'frame_dir'))

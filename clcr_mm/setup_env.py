@@ -1,4 +1,4 @@
-"""Scope helpers, in the manner of ``mmaction.utils.register_all_modules``."""
+"""Scope setup, as ``mmaction.utils.setup_env`` does for mmaction2."""
 import datetime
 
 from mmengine import DefaultScope
