@@ -27,12 +27,6 @@ CONFIGS = sorted(
     for p in [*REPO.glob('configs/**/*.py'), *REPO.glob('projects/*/configs/'
                                                           '**/*.py')]
     if '_base_' not in p.parts)
-# Unused by design until IntraCED builds no budget scorers without exchange
-# (the lead's fix of issue 13); strict=False so the merge turns it green.
-KNOWN_UNUSED = {
-    'configs/ablations/clcr_synthetic_av_wo_exchange.py':
-    'IntraCED builds TokenBudget scorers that exchange=False never uses',
-}
 BATCH = 2
 SPATIAL = 32  # smallest side a ResNet's stride 32 keeps non-empty
 FRAMES = 4
@@ -122,11 +116,7 @@ def test_every_config_is_collected():
     assert len(CONFIGS) >= 25, CONFIGS
 
 
-@pytest.mark.parametrize('config', [
-    pytest.param(c, marks=pytest.mark.xfail(
-        reason=KNOWN_UNUSED[c], strict=False)) if c in KNOWN_UNUSED else c
-    for c in CONFIGS
-])
+@pytest.mark.parametrize('config', CONFIGS)
 def test_one_step_reaches_every_trainable_parameter(config, monkeypatch):
     cfg, model = build(config, monkeypatch)
     head = cfg.model.get('cls_head', {})
