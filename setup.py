@@ -13,16 +13,23 @@ def read_version() -> str:
     return scope['__version__']
 
 
-# One set that installs together on Python 3.11 (CPU or CUDA): torchvision
-# and torchaudio each pin an exact torch; mmaction2 1.2.0 refuses mmcv>=2.2.
+# Ranges, not pins, so that `pip install` keeps the torch a user already has
+# (a CUDA build, say). Each bound is one we have checked (README,
+# "Installation"); the exact tested set is requirements/constraints.txt.
+# torchaudio 2.11.1 (the last release) accepts any torch>=2.11. mmaction2
+# 1.2.0 refuses mmcv>=2.2, and clcr_mm/compat.py repairs exactly mmaction2
+# 1.2.
 INSTALL_REQUIRES = [
-    'torch==2.11.0',
-    'torchvision==0.26.0',
-    'torchaudio==2.11.0',
-    'mmengine==0.10.7',
-    'mmcv-lite==2.1.0',
-    'mmaction2==1.2.0',
+    'torch>=2.4,<2.15',
+    'torchvision>=0.19,<0.30',
+    'torchaudio>=2.4,<2.12',
+    'mmengine>=0.10.7,<0.11',
+    'mmcv-lite>=2.1.0,<2.2',
+    'mmaction2>=1.2.0,<1.3',
     'importlib_metadata',  # undeclared import of mmaction2 1.2.0
+    # mmengine 0.10.7 imports pkg_resources (e.g. for `mmaction::` config
+    # bases), which setuptools 82 removed; torch>=2.12 no longer caps it
+    'setuptools<82',
     'av>=12',
     'soundfile>=0.12',
     'opencv-python-headless',

@@ -3,6 +3,9 @@
 _base_ = ['./clcr_mosi.py']
 
 model = dict(
+    # LateFusion reads the deep level only; unbuilt shallow / mid aligners
+    # leave no parameter without a gradient, as DDP's defaults require.
+    backbone=dict(levels=('deep', )),
     intra_ced=None,
     inter_cad=None,
     fusion=dict(type='LateFusion'),

@@ -1,7 +1,8 @@
-"""``--amp`` and ``compile`` in a config: the real CUDA paths where a GPU is
-present, harmless on CPU (AMP falls back to float32 with a warning, the
-model traces under TorchDynamo with its graph breaks), plus the bfloat16
-autocast the benchmark scripts use on CPU."""
+"""``--amp`` and ``compile`` in a config: every test runs its training
+steps on the device present, the real CUDA paths where a GPU is (AMP with a
+loss scaler, Inductor), harmless ones on CPU (AMP falls back to float32 with
+a warning, the model traces under TorchDynamo's eager backend), plus the
+bfloat16 autocast the benchmark scripts use."""
 import logging
 import math
 import sys
@@ -44,9 +45,10 @@ class _LogRecords(logging.Handler):
 
 
 def test_amp_flag_is_cuda_amp_or_float32_fallback(tmp_path, monkeypatch):
-    """``tools/train.py --amp`` sets mmengine's AmpOptimWrapper; without
-    CUDA the launch setup turns it back into OptimWrapper with a warning
-    and training runs in float32."""
+    """``tools/train.py --amp`` sets mmengine's AmpOptimWrapper and trains
+    in mixed precision with a loss scaler on CUDA; without CUDA the launch
+    setup turns it back into OptimWrapper with a warning and training runs
+    in float32. Either way a real training run takes its steps."""
     train = load_tool('train.py')
     cfg = _tiny_cfg(tmp_path)
     monkeypatch.setattr(sys, 'argv', ['train.py', cfg.filename, '--amp'])
@@ -56,16 +58,24 @@ def test_amp_flag_is_cuda_amp_or_float32_fallback(tmp_path, monkeypatch):
         cfg = train.merge_args(cfg, train.parse_args())
     finally:
         logger.removeHandler(records)
-    if torch.cuda.is_available():
+    cuda = torch.cuda.is_available()
+    if cuda:
         assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
         assert cfg.optim_wrapper.loss_scale == 'dynamic'
-        return
-    assert cfg.optim_wrapper.type == 'OptimWrapper'
-    assert 'loss_scale' not in cfg.optim_wrapper
-    assert any('AMP needs CUDA' in m for m in records.messages)
+    else:
+        assert cfg.optim_wrapper.type == 'OptimWrapper'
+        assert 'loss_scale' not in cfg.optim_wrapper
+        assert any('AMP needs CUDA' in m for m in records.messages)
     runner = runner_from(cfg, tmp_path / 'work')
     runner.train()
-    assert type(runner.optim_wrapper).__name__ == 'OptimWrapper'
+    wrapper = runner.optim_wrapper
+    if cuda:
+        assert type(wrapper).__name__ == 'AmpOptimWrapper'
+        # the dynamic loss scaler really scaled this run's losses
+        assert wrapper.loss_scaler.get_scale() > 1
+    else:
+        assert type(wrapper).__name__ == 'OptimWrapper'
+    # master weights stay float32 under AMP too
     assert all(p.dtype == torch.float32 for p in runner.model.parameters())
     losses = _train_losses(tmp_path / 'work')
     assert len(losses) == 2 and all(map(math.isfinite, losses))
@@ -90,14 +100,16 @@ def test_compile_config_trains(tmp_path):
     assert len(losses) == 2 and all(map(math.isfinite, losses))
 
 
-def test_bfloat16_autocast_on_cpu(tmp_path):
-    """The benchmarks' ``--amp`` on CPU: the CLCR loss and its backward
-    run under ``torch.autocast('cpu', torch.bfloat16)``, with the matrix
-    products in bfloat16 and finite losses and gradients."""
+def test_bfloat16_autocast(tmp_path):
+    """The benchmarks' ``--amp`` on CPU (and bfloat16 AMP on CUDA): the
+    CLCR loss and its backward run under ``torch.autocast(<device>,
+    torch.bfloat16)`` on the device the Runner put the model on, with the
+    matrix products in bfloat16 and finite losses and gradients."""
     runner = runner_from(_tiny_cfg(tmp_path), tmp_path / 'work')
     model = runner.model.train()
+    device = next(model.parameters()).device.type
     data = model.data_preprocessor(next(iter(runner.train_dataloader)), True)
-    with torch.autocast('cpu', dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=torch.bfloat16):
         losses = model(**data, mode='loss')
         intra = model.extract_feat(data['inputs'], data['data_samples'])
     assert intra['fused']['feat'].dtype == torch.bfloat16

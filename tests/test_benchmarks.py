@@ -1,12 +1,14 @@
 """Smoke tests of tools/benchmark: every script runs end to end on tiny
 sizes and writes the JSON record it documents, with positive measurements.
 
-Timings are not asserted (the machine is shared); the structure and the
-sanity of the numbers are.
+Timings are not asserted (the machine is shared); the structure, the
+sanity of the numbers and the noise-free counts (aten ops, profiler op
+calls) are.
 """
 import importlib.util
 import json
 import math
+import os
 import os.path as osp
 
 import pytest
@@ -77,7 +79,7 @@ def test_model_step_compares_three_fusions(tiny_config, tmp_path):
     record = model_step.main(
         ['--config', tiny_config, *TINY_ARGS, '--repeats', '2', '--warmup',
          '1', '--memory', '--skip-flops', '--breakdown', '--op-profile',
-         '--quiet', '--out', str(out)])
+         '--count-ops-batches', '2', '3', '--quiet', '--out', str(out)])
     saved = json.loads(out.read_text())
     assert saved['results'].keys() == record['results'].keys() == {
         'clcr', 'late', 'concat'}
@@ -99,14 +101,24 @@ def test_model_step_compares_three_fusions(tiny_config, tmp_path):
     assert all(_positive(p['cpu_median_ms']) for p in breakdown.values())
     ops = {v: r['fusion_only_ops'] for v, r in saved['results'].items()}
     for op in ops.values():
-        assert _positive(op['matmul_ms']) and _positive(op['op_calls'])
-        assert op['matmul_ms'] + op['other_ms'] == pytest.approx(
-            op['self_cpu_ms'])
-    # CLCR's necks add both matrix products and many more ops.
+        # MATMUL_OPS must name ops the profiler really reports, and they
+        # must not be all there is
+        assert 0 < op['matmul_ms'] < op['self_cpu_ms']
+        assert _positive(op['other_ms']) and _positive(op['op_calls'])
+    # CLCR's necks add both matrix products and many more ops (counts,
+    # not times: no noise).
     assert ops['clcr']['op_calls'] > 2 * ops['late']['op_calls']
-    floor = saved['ratios']['clcr_over_late']['train_ratio_matmul_floor']
-    assert 1 < floor < saved['ratios']['clcr_over_late'][
-        'train_cpu_paired_ratio'] * 2
+    assert math.isfinite(
+        saved['ratios']['clcr_over_late']['train_ratio_matmul_floor'])
+    # aten ops of forward + backward, counted below autograd
+    counted = {v: r['aten_ops'] for v, r in saved['results'].items()}
+    for size in ('2', '3'):
+        assert counted['clcr']['total'][size] > \
+            2 * counted['late']['total'][size] > 0
+        assert saved['ratios']['clcr_over_late']['aten_op_ratio'][
+            size] == pytest.approx(counted['clcr']['total'][size] /
+                                   counted['late']['total'][size])
+    assert 'aten.mm' in counted['clcr']['top']
     # The baselines really are the derived fusions, not CLCR again.
     assert saved['results']['clcr']['params'] > \
         saved['results']['late']['params']
@@ -135,6 +147,9 @@ def test_fusion_variant_matches_baseline_configs():
     assert late['intra_ced'] is None and late['inter_cad'] is None
     assert late['loss_sep'] is None
     assert late['fusion'] == dict(type='LateFusion')
+    # as the baseline configs: only the fused (deep) level's aligners
+    assert late['backbone']['levels'] == ('deep', )
+    assert 'levels' not in clcr['backbone']
     assert late['cls_head'] == dict(
         type='LateFusionHead', num_modalities=3, num_classes=5,
         in_channels=32)
@@ -223,3 +238,159 @@ def test_pipeline_throughput_mosi_row_and_skip(tmp_path, monkeypatch):
     ucf = saved['results']['ucf101']
     assert ucf['status'] == 'skipped'
     assert 'not_there.py' in ucf['reason']
+
+
+def test_aten_op_counter_sees_the_backward():
+    model_step = _load('model_step')
+    linear = torch.nn.Linear(4, 3)
+    x = torch.ones(2, 4)
+    with model_step.AtenOpCounter() as forward_only:
+        linear(x).sum()
+    with model_step.AtenOpCounter() as counter:
+        linear(x).sum().backward()
+    assert forward_only.counts['aten.addmm'] == 1
+    assert 'aten.mm' not in forward_only.counts
+    # the weight gradient is a matrix product run by the autograd engine
+    assert counter.counts['aten.mm'] >= 1
+    assert sum(counter.counts.values()) > sum(forward_only.counts.values())
+
+
+def _ops_record(preset: str, clcr: dict, late: dict) -> dict:
+    return dict(
+        preset=preset,
+        config=f'configs/clcr_{preset}.py',
+        results=dict(
+            clcr=dict(aten_ops=dict(total=clcr)),
+            late=dict(aten_ops=dict(total=late))))
+
+
+def test_op_count_report_fills_the_doc_section(tmp_path):
+    report = _load('op_count_report')
+    rec = tmp_path / 'ops.json'
+    rec.write_text(json.dumps(_ops_record('mosi', {'2': 3000, '16': 3100},
+                                          {'2': 800, '16': 900})))
+    doc = tmp_path / 'perf.md'
+    doc.write_text(f'# Perf\nbefore\n{report.BEGIN}\nold table\n'
+                   f'{report.END}\nafter\n')
+    report.main([str(rec), '--doc', str(doc), '--relative-to',
+                 str(tmp_path)])
+    text = doc.read_text()
+    assert 'old table' not in text
+    assert text.startswith('# Perf\nbefore\n') and text.endswith(
+        f'{report.END}\nafter\n')
+    assert '| mosi | `configs/clcr_mosi.py` | 2 | 3,000 | 800 | 3.75× | ' \
+        '[ops.json](ops.json) |' in text
+    assert '| 16 | 3,100 | 900 | 3.44× |' in text
+    # without the markers the document is not touched, and the error says
+    # which document
+    bare = tmp_path / 'bare.md'
+    bare.write_text('no markers\n')
+    with pytest.raises(ValueError, match='bare.md has no'):
+        report.main([str(rec), '--doc', str(bare)])
+    assert bare.read_text() == 'no markers\n'
+    rec.write_text(json.dumps(dict(preset='x', config='y', results={})))
+    with pytest.raises(ValueError, match='no aten_ops'):
+        report.main([str(rec)])
+
+
+def test_performance_doc_op_counts_are_the_records():
+    """docs/performance.md's op-count table is regenerated from the
+    committed records, not typed by hand."""
+    import glob
+    report = _load('op_count_report')
+    paths = sorted(glob.glob(osp.join(REPO, 'docs', 'performance',
+                                      'model_step_ops_*.json')))
+    assert paths, 'no op-count records under docs/performance'
+    names = [osp.relpath(p, osp.join(REPO, 'docs')) for p in paths]
+    table = report.render(report.load(paths), names)
+    with open(osp.join(REPO, 'docs', 'performance.md')) as f:
+        text = f.read()
+    assert report.replace_section(text, table, 'performance.md') == text, (
+        'docs/performance.md is out of date; regenerate it with '
+        'tools/benchmark/op_count_report.py')
+
+
+def _device() -> str:
+    return 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+def _amp_part(tiny_config, tmp_path, variant: str) -> dict:
+    """The AMP part of gpu_check.sh for one variant on the device present:
+    float16 (with loss scaling on CUDA) and bfloat16 steps, each checked."""
+    gpu_check = _load('gpu_check')
+    device = _device()
+    amp = gpu_check.main([
+        'amp', '--config', tiny_config, *TINY_ARGS, '--device', device,
+        '--variants', variant, '--steps', '2', '--out',
+        str(tmp_path / f'amp_{variant}.json')
+    ])
+    assert set(amp['results']) == {f'{variant}/float16',
+                                    f'{variant}/bfloat16'}
+    for name, run in amp['results'].items():
+        assert len(run['losses']) == 2
+        assert run['losses_finite'], (name, run['losses'])
+        assert run['grads_finite'] and _positive(run['steady_step_ms'])
+        if device == 'cuda':
+            assert run['optim_wrapper'] == 'AmpOptimWrapper'
+            assert run['loss_scale'] > 1
+            assert _positive(run['cuda_max_allocated_mb'])
+        else:
+            assert run['optim_wrapper'] == 'OptimWrapper'
+    assert amp['ok']
+    return amp
+
+
+def test_gpu_check_amp_and_compile_parts(tiny_config, tmp_path):
+    """AMP steps of late fusion, then its train_step compiled as mmengine
+    does it (tracing CLCR takes a minute on a busy CPU, and
+    test_amp_compile.py already trains CLCR compiled)."""
+    _amp_part(tiny_config, tmp_path, 'late')
+    backend = 'inductor' if _device() == 'cuda' else 'eager'
+    compiled = _load('gpu_check').main([
+        'compile', '--config', tiny_config, *TINY_ARGS, '--device',
+        _device(), '--variants', 'late', '--steps', '1',
+        '--compile-backend', backend, '--out', str(tmp_path / 'c.json')
+    ])
+    assert compiled['ok'] and compiled['backend'] == backend
+    late = compiled['results']['late']
+    assert len(late['compiled']['losses']) == 2  # compiling step + 1
+    assert late['loss_forward_graphs'] >= 1
+    assert late['loss_forward_graph_breaks'] >= 0
+    assert _positive(late['compiled_over_eager'])
+
+
+@pytest.mark.xfail(
+    reason='SharedPrivateSeparationLoss returns NaN under float16 '
+    'autocast (issue 13, the regularisers compute in float32 once fixed)',
+    strict=False)
+def test_gpu_check_amp_clcr(tiny_config, tmp_path):
+    """CLCR trains under float16 and bfloat16 AMP with finite losses."""
+    _amp_part(tiny_config, tmp_path, 'clcr')
+
+
+def test_gpu_check_script_runs_ddp_through_torchrun(tiny_config, tmp_path):
+    """gpu_check.sh end to end for its DDP part: torchrun, one process,
+    DDP's defaults (find_unused_parameters=False), two steps of CLCR and of
+    late fusion; the record says which parts did not run."""
+    import subprocess
+    import sys
+    out = tmp_path / 'gpu_check.json'
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS='1')
+    proc = subprocess.run(
+        ['bash', osp.join(BENCH, 'gpu_check.sh'), '--dry-run', '--device',
+         _device(), '--config', tiny_config, '--shape', 'a=12,6',
+         '--shape', 'b=12,7', '--parts', 'ddp', '--out', str(out)],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    saved = json.loads(out.read_text())
+    assert saved['benchmark'] == 'gpu_check' and saved['dry_run']
+    ddp = saved['parts']['ddp']
+    assert saved['ok']['ddp'], ddp
+    assert ddp['world_size'] == 1 and not ddp['find_unused_parameters']
+    assert ddp['backend'] == ('nccl' if _device() == 'cuda' else 'gloo')
+    for variant in ('clcr', 'late'):
+        assert ddp['results'][variant]['ok']
+        assert len(ddp['results'][variant]['losses']) == 2
+    for part in ('amp', 'compile', 'model_step'):
+        assert saved['parts'][part] == dict(ok=False, error='not run')
+        assert saved['ok'][part] is False

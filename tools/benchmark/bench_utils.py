@@ -315,7 +315,8 @@ def fusion_variant(model_cfg: dict, variant: str) -> dict:
     The encoders, data preprocessor and head settings stay; only the fusion
     changes, exactly as ``configs/clcr_synthetic_av_late_fusion.py`` and
     ``configs/clcr_synthetic_av_concat.py`` do it: no IntraCED / InterCAD,
-    a baseline fusion neck, no CLCR regularisers.
+    a baseline fusion neck, no CLCR regularisers, and only the deep level's
+    aligners in the encoder (the only level the baselines fuse).
 
     Args:
         model_cfg (dict): A ``CLCRRecognizer`` config with ``inter_cad``.
@@ -345,6 +346,8 @@ def fusion_variant(model_cfg: dict, variant: str) -> dict:
         loss_cross=None,
         loss_budget=None,
         loss_align=None)
+    # both baselines fuse the deep level only, and build no other aligners
+    cfg['backbone'] = dict(cfg['backbone'], levels=('deep', ))
     head = dict(cfg['cls_head'])
     if variant == 'late':
         cfg['fusion'] = dict(type='LateFusion')

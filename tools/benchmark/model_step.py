@@ -23,6 +23,9 @@ Presets (per-sample input shapes, no view dim):
 * ``synthetic``: the embedded synthetic AV benchmark, model
   ``configs/clcr_synthetic_av.py``; shapes read from that config's
   ``train_pipeline`` (rgb (3, 8, 56, 56) uint8, audio log-mel (1, 101, 64)).
+* ``mosi``: CMU-MOSI feature sequences, model ``configs/clcr_mosi.py``;
+  (length, width) per modality from the config's ``mmsa_seq_len`` and
+  ``mmsa_feat_dims`` (text (50, 768), audio (50, 5), vision (50, 20)).
 * ``ucf101``: UCF101-shaped RGB + optical flow with ResNet-18 encoders:
   rgb (3, 8, S, S) and flow (10, S, S), S = ``--crop`` (112 by default to
   stay practical on CPU; use ``--crop 224`` on a GPU for the real size).
@@ -41,10 +44,12 @@ import argparse
 import copy
 import os.path as osp
 import sys
+from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import DictAction
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import bench_utils as bu  # noqa: E402
@@ -60,7 +65,8 @@ UINT8_MODALITIES = ('rgb', 'flow', 'visual', 'video')
 PRESET_CONFIGS = dict(
     synthetic=('configs/clcr_synthetic_av.py',
                'configs/_base_/models/clcr_av_resnet18.py'),
-    ucf101=('configs/clcr_ucf101_rgb_flow.py', 'configs/clcr_ucf101.py'))
+    ucf101=('configs/clcr_ucf101_rgb_flow.py', 'configs/clcr_ucf101.py'),
+    mosi=('configs/clcr_mosi.py', ))
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -113,6 +119,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         'and op calls per step; tells how much of what CLCR adds is '
         'arithmetic and how much per-op work')
     parser.add_argument(
+        '--count-ops-batches',
+        type=int,
+        nargs='*',
+        default=[2, 16],
+        metavar='B',
+        help='count the aten ops one training step (forward + backward) '
+        'dispatches, per variant, at each of these batch sizes '
+        '(TorchDispatchMode; default 2 16; none to skip)')
+    parser.add_argument(
         '--memory',
         action='store_true',
         help='also record the peak RSS (and CUDA peak) of one training step '
@@ -139,7 +154,7 @@ def add_model_args(parser: argparse.ArgumentParser) -> None:
         help='fusions to compare (default: all three)')
     parser.add_argument(
         '--preset',
-        choices=('synthetic', 'ucf101'),
+        choices=tuple(PRESET_CONFIGS),
         default='synthetic',
         help='input sizes and default model (default: synthetic)')
     parser.add_argument(
@@ -311,6 +326,10 @@ def preset_shapes(preset: str, cfg,
     """Per-sample input shapes (no view dim) of a preset."""
     if preset == 'synthetic':
         return synthetic_shapes(cfg)
+    if preset == 'mosi':
+        lengths, dims = cfg['mmsa_seq_len'], cfg['mmsa_feat_dims']
+        return {m: (lengths[m], dims[m]) for m in dims}, \
+            'mmsa_seq_len and mmsa_feat_dims of the config'
     clip_len = cfg.get('clip_len', UCF101_DEFAULTS['clip_len'])
     flow_len = cfg.get('flow_len', UCF101_DEFAULTS['flow_len'])
     size = crop or UCF101_DEFAULTS['crop']
@@ -608,6 +627,56 @@ def op_profile(step, steps: int = 3) -> Dict[str, float]:
         op_calls=sum(e.count for e in events) / steps)
 
 
+class AtenOpCounter(TorchDispatchMode):
+    """Counts the aten ops dispatched while active, by overload packet.
+
+    It sits below autograd, so the backward's ops are counted too (the
+    autograd engine carries the mode into its threads), each call once:
+    what a GPU would see as launches plus dispatcher work on the host.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: Counter = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[str(func.overloadpacket)] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_aten_ops(model: torch.nn.Module, batch: dict) -> Counter:
+    """The aten ops of one training step's forward and backward (``loss``
+    mode, ``parse_losses``, backward). Not counted: the data preprocessor,
+    whose per-sample stacking and normalisation grow with the batch, and
+    the optimizer, whose count depends on its foreach/fused setting."""
+    model.train()
+    data = model.data_preprocessor(batch, True)
+    with AtenOpCounter() as counter:
+        loss, _ = model.parse_losses(model(**data, mode='loss'))
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.counts
+
+
+def op_counts(benches: Dict[str, 'Bench'], setup: Dict[str, Any],
+              batches: Sequence[int], seed: int,
+              device: torch.device) -> Dict[str, Dict[str, Any]]:
+    """Per variant: total aten ops per step at each batch size, and the
+    most frequent ops at the first one."""
+    out: Dict[str, Dict[str, Any]] = {v: dict(total={}) for v in benches}
+    for i, size in enumerate(batches):
+        batch = move_batch(
+            make_batch(setup['shapes'], size, setup['num_classes'],
+                       setup['regression'], seed), device)
+        for v, b in benches.items():
+            with bu.autocast(device, b.amp):
+                counts = count_aten_ops(b.model, batch)
+            out[v]['total'][str(size)] = sum(counts.values())
+            if i == 0:
+                out[v]['top'] = dict(counts.most_common(12))
+    return out
+
+
 def count_flops(step) -> float:
     """FLOPs of one call of ``step`` (matmul / conv / attention ops, as
     counted by ``torch.utils.flop_counter.FlopCounterMode``)."""
@@ -701,6 +770,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> Dict[str, Any]:
         for v, b in benches.items():
             results[v]['train_gflops'] = count_flops(
                 lambda b=b: b.train_step(train_batch)) / 1e9
+    if args.count_ops_batches:
+        for v, ops in op_counts(benches, setup, args.count_ops_batches,
+                                args.seed, device).items():
+            results[v]['aten_ops'] = ops
     fusion_times = None
     if not args.skip_fusion:
         for b in benches.values():
@@ -745,6 +818,11 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> Dict[str, Any]:
                 infer_times[num], infer_times[base])
             ratios[key]['infer_cpu_paired_ratio'] = bu.paired_ratio(
                 infer_cpu[num], infer_cpu[base])
+        if 'aten_ops' in results[num]:
+            ratios[key]['aten_op_ratio'] = {
+                size: total / results[base]['aten_ops']['total'][size]
+                for size, total in results[num]['aten_ops']['total'].items()
+            }
         if 'train_gflops' in results[num]:
             ratios[key]['train_flop_ratio'] = (
                 results[num]['train_gflops'] / results[base]['train_gflops'])
@@ -829,7 +907,11 @@ def print_report(record: Dict[str, Any]) -> None:
           f"{record['environment']['threads']}  amp={record['amp']}")
     print(bu.format_table(rows, cols))
     for key, r in record['ratios'].items():
-        parts = [f'{k}={v:.3f}' for k, v in r.items()]
+        parts = [
+            f'{k}=' + ('/'.join(f'{x:.3f}' for x in v.values())
+                       if isinstance(v, dict) else f'{v:.3f}')
+            for k, v in r.items()
+        ]
         print(f'{key}: ' + '  '.join(parts))
     ops = [
         dict(variant=v, **r['fusion_only_ops'])
@@ -839,6 +921,14 @@ def print_report(record: Dict[str, Any]) -> None:
         print('Fusion-only step, per step (torch.profiler self CPU time):')
         print(bu.format_table(ops, ['variant', 'matmul_ms', 'other_ms',
                                     'self_cpu_ms', 'op_calls']))
+    counted = {v: r['aten_ops']['total']
+               for v, r in record['results'].items() if 'aten_ops' in r}
+    if counted:
+        print('aten ops per training step (forward + backward), by batch:')
+        print(bu.format_table(
+            [dict(variant=v, **{f'B={b}': n for b, n in c.items()})
+             for v, c in counted.items()],
+            ['variant'] + [f'B={b}' for b in next(iter(counted.values()))]))
     breakdown = record['results'].get('clcr', {}).get('breakdown')
     if breakdown:
         print('CLCR parts alone (forward + backward):')

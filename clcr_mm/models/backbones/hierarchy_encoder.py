@@ -384,6 +384,12 @@ class CLCRHierarchyEncoder(BaseModule):
             ``pretrained_prefix``) plus ``grids``: three token grids (t, h, w)
             for shallow, mid and deep.
         embed_dims (int): Common width d of all tokens. Defaults to 256.
+        levels (Sequence[str]): The levels to build aligners for and to
+            return, a subset of ``('shallow', 'mid', 'deep')``. Baselines
+            that fuse one level (late / concat / unimodal) set
+            ``('deep',)``: aligners they never use would leave trainable
+            parameters without a gradient, which DDP's default
+            ``find_unused_parameters=False`` rejects. Defaults to all three.
         init_cfg (dict, optional): mmengine init config. Defaults to None.
 
     Example:
@@ -399,11 +405,18 @@ class CLCRHierarchyEncoder(BaseModule):
     def __init__(self,
                  modalities: Dict[str, dict],
                  embed_dims: int = 256,
+                 levels: Sequence[str] = LEVELS,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not modalities:
             raise ValueError('CLCRHierarchyEncoder needs at least one '
                              'modality')
+        unknown = [level for level in levels if level not in LEVELS]
+        if unknown or not levels:
+            raise ValueError(f'levels must be a non-empty subset of {LEVELS}'
+                             f', got {tuple(levels)}')
+        # kept in LEVELS order whatever the config's order
+        self.levels: Tuple[str, ...] = tuple(l for l in LEVELS if l in levels)
         self.modalities: Tuple[str, ...] = tuple(modalities)
         self.embed_dims = embed_dims
         self.encoders = nn.ModuleDict()
@@ -417,9 +430,12 @@ class CLCRHierarchyEncoder(BaseModule):
                     f'{LEVELS}, got {grids}')
             encoder = ModalityEncoder(name=name, **cfg)
             self.encoders[name] = encoder
+            # None holds the place of an unbuilt level, so that parameter
+            # names (aligners.<m>.<level index>) do not depend on ``levels``
             self.aligners[name] = nn.ModuleList([
-                LevelAligner(c, embed_dims, g)
-                for c, g in zip(encoder.tap_channels, grids)
+                LevelAligner(c, embed_dims, g) if level in self.levels else
+                None
+                for level, c, g in zip(LEVELS, encoder.tap_channels, grids)
             ])
         self.level_embed = nn.Parameter(torch.zeros(len(LEVELS), embed_dims))
         self.modality_embed = nn.Parameter(
@@ -441,8 +457,9 @@ class CLCRHierarchyEncoder(BaseModule):
             encoder.init_weights()
 
     def num_tokens(self, modality: str) -> Tuple[int, ...]:
-        """Number of tokens of ``modality`` at each level."""
-        return tuple(a.num_tokens for a in self.aligners[modality])
+        """Number of tokens of ``modality`` at each level (0 if unbuilt)."""
+        return tuple(a.num_tokens if a is not None else 0
+                     for a in self.aligners[modality])
 
     def forward(
         self,
@@ -465,7 +482,7 @@ class CLCRHierarchyEncoder(BaseModule):
 
         Returns:
             dict[str, dict[str, Tensor]]: ``levels[level][modality]`` tokens
-            of shape (B, N_m^l, d), for level in ('shallow', 'mid', 'deep').
+            of shape (B, N_m^l, d), for every level in ``self.levels``.
         """
         if (inputs is None) == (not modality_inputs):
             raise TypeError(
@@ -479,16 +496,21 @@ class CLCRHierarchyEncoder(BaseModule):
         if unknown:
             raise KeyError(f'lengths given for {sorted(unknown)}, which are '
                            f'not among the modalities {self.modalities}')
-        levels: Dict[str, Dict[str, torch.Tensor]] = {l: {} for l in LEVELS}
+        levels: Dict[str, Dict[str, torch.Tensor]] = {
+            l: {}
+            for l in self.levels
+        }
         token_masks: Dict[str, Dict[str, torch.Tensor]] = {
             l: {}
-            for l in LEVELS
+            for l in self.levels
         }
         for m_idx, name in enumerate(self.modalities):
             taps, step_masks = self.encoders[name](inputs[name],
                                                    lengths.get(name))
             for l_idx, (level, tap, aligner) in enumerate(
                     zip(LEVELS, taps, self.aligners[name])):
+                if aligner is None:
+                    continue
                 step_mask = None if step_masks is None else step_masks[l_idx]
                 levels[level][name] = (
                     aligner(tap, step_mask) + self.level_embed[l_idx] +
@@ -500,8 +522,10 @@ class CLCRHierarchyEncoder(BaseModule):
                     # every attention has a key to attend to
                     mask[:, 0] |= ~mask.any(1)
                     token_masks[level][name] = mask
-        batch = next(iter(levels[LEVELS[0]].values())).shape[0]
+        batch = next(iter(levels[self.levels[0]].values())).shape[0]
         for l_idx, level in enumerate(LEVELS):
+            if level not in self.levels:
+                continue
             for name in self.modalities:
                 if name not in token_masks[level]:
                     token_masks[level][name] = torch.ones(

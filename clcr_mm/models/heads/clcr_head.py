@@ -71,7 +71,9 @@ class CLCRHead(BaseHead):
         """Classification defers to mmaction2; regression uses L1 on
         (B, 1) predictions against float ``gt_label`` of shape (1, )."""
         if self.task == 'classification':
-            return super().loss_by_feat(cls_scores, data_samples)
+            # mmaction2 computes top-k accuracy through numpy, which has no
+            # bfloat16 (bf16 AMP); the loss takes float32 under autocast too
+            return super().loss_by_feat(cls_scores.float(), data_samples)
         target = torch.stack([ds.gt_label.float() for ds in data_samples])
         target = target.view(-1, 1).to(cls_scores.device)
         return dict(loss_cls=self.loss_cls(cls_scores, target))

@@ -338,7 +338,8 @@ class CLCRRecognizer(BaseModel):
         out: Dict[str, torch.Tensor] = {}
         intra, fused = feats['intra'], feats['fused']
         token_masks = feats['token_masks']
-        first = feats['levels'][LEVELS[0]][self.modalities[0]]
+        # any built level: baselines build only the one they fuse
+        first = next(iter(feats['levels'].values()))[self.modalities[0]]
         present = modality_presence(feats['mask'], self.modalities,
                                     first.shape[0], first.device)
         if intra is not None:
@@ -391,7 +392,8 @@ class CLCRRecognizer(BaseModel):
     def _attach_analysis(self, feats: dict,
                          data_samples: SampleList) -> None:
         views, fused = feats['num_views'], feats['fused']
-        first = feats['levels'][LEVELS[0]][self.modalities[0]]
+        # any built level: baselines build only the one they fuse
+        first = next(iter(feats['levels'].values()))[self.modalities[0]]
         present = modality_presence(feats['mask'], self.modalities,
                                     first.shape[0], first.device)
         fields = dict(modality_present=present.float())

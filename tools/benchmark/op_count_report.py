@@ -1,0 +1,105 @@
+"""Write the aten-op-count table of docs/performance.md from the records.
+
+``model_step.py`` counts the aten ops of one training step (forward +
+backward) per fusion variant and batch size and stores them in its JSON
+record (``results.<variant>.aten_ops``). This script renders those counts,
+for every record given, as one markdown table and puts it between the
+markers ``<!-- aten-op-counts:begin -->`` and ``<!-- aten-op-counts:end -->``
+of the document, so the figures in the docs are the records' own.
+
+Example::
+
+    python tools/benchmark/op_count_report.py \\
+        docs/performance/model_step_ops_*.json --doc docs/performance.md
+"""
+import argparse
+import json
+import os.path as osp
+from typing import Any, Dict, List, Optional, Sequence
+
+BEGIN = '<!-- aten-op-counts:begin -->'
+END = '<!-- aten-op-counts:end -->'
+
+
+def render(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str:
+    """Markdown table: one row per record and batch size.
+
+    Args:
+        records (Sequence[dict]): ``model_step.py`` records with
+            ``aten_ops`` for ``clcr`` and ``late``.
+        names (Sequence[str]): How to cite each record (its path).
+
+    Returns:
+        str: The table, with a line naming the command of each record.
+
+    Raises:
+        ValueError: A record has no op counts for CLCR and late fusion.
+    """
+    lines = [
+        '| preset | config | batch | CLCR ops | late-fusion ops | '
+        'CLCR / late | record |', '|---|---|---|---|---|---|---|'
+    ]
+    for record, name in zip(records, names):
+        results = record.get('results', {})
+        if not all('aten_ops' in results.get(v, {}) for v in ('clcr',
+                                                              'late')):
+            raise ValueError(
+                f'{name}: no aten_ops for both clcr and late; run '
+                'model_step.py with --variants clcr late and '
+                '--count-ops-batches')
+        clcr = results['clcr']['aten_ops']['total']
+        late = results['late']['aten_ops']['total']
+        for size in clcr:
+            lines.append(
+                f"| {record['preset']} | `{record['config']}` | {size} | "
+                f'{clcr[size]:,} | {late[size]:,} | '
+                f'{clcr[size] / late[size]:.2f}× | '
+                f'[{osp.basename(name)}]({name}) |')
+    return '\n'.join(lines) + '\n'
+
+
+def replace_section(text: str, table: str, doc: str) -> str:
+    """Put ``table`` between the markers of ``text``.
+
+    Raises:
+        ValueError: The markers are missing or out of order (names ``doc``).
+    """
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise ValueError(f'{doc} has no {BEGIN} ... {END} section to fill')
+    return text[:start + len(BEGIN)] + '\n' + table + text[end:]
+
+
+def load(paths: Sequence[str]) -> List[Dict[str, Any]]:
+    records = []
+    for path in paths:
+        with open(path) as f:
+            records.append(json.load(f))
+    return records
+
+
+def main(argv: Optional[Sequence[str]] = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('records', nargs='+', help='model_step.py records')
+    parser.add_argument(
+        '--doc', help='document to update in place (default: print)')
+    parser.add_argument(
+        '--relative-to',
+        default='docs',
+        help='links to the records are relative to this folder '
+        '(default docs, where performance.md lies)')
+    args = parser.parse_args(argv)
+    names = [osp.relpath(p, args.relative_to) for p in args.records]
+    table = render(load(args.records), names)
+    if args.doc:
+        with open(args.doc) as f:
+            text = replace_section(f.read(), table, args.doc)
+        with open(args.doc, 'w') as f:
+            f.write(text)
+    else:
+        print(table, end='')
+    return table
+
+
+if __name__ == '__main__':
+    main()
