@@ -116,7 +116,23 @@ def test_every_config_is_collected():
     assert len(CONFIGS) >= 25, CONFIGS
 
 
-@pytest.mark.parametrize('config', CONFIGS)
+# Configs whose inputs this test cannot fake from the model alone; each is
+# trained for real elsewhere.
+NEEDS_OWN_INPUTS = {
+    # a BERT directory on disk: tests/test_mmsa_bert.py fine-tunes it
+    'configs/clcr_mosi_bert.py': 'needs a local BERT directory',
+    # RGBPoseConv3D pairs RGB and heatmap clips of fixed relative sizes:
+    # tests/test_mmaction_recognizers.py trains these
+    **{c: 'RGBPoseConv3D needs paired RGB / heatmap clips'
+       for c in CONFIGS
+       if c.startswith('projects/rgbpose_clcr/configs/rgbpose')},
+}
+
+
+@pytest.mark.parametrize('config', [
+    pytest.param(c, marks=pytest.mark.skip(reason=NEEDS_OWN_INPUTS[c]))
+    if c in NEEDS_OWN_INPUTS else c for c in CONFIGS
+])
 def test_one_step_reaches_every_trainable_parameter(config, monkeypatch):
     cfg, model = build(config, monkeypatch)
     head = cfg.model.get('cls_head', {})

@@ -123,7 +123,8 @@ def clcr_regularisers(feats: dict, modalities: Sequence[str],
     out: Dict[str, torch.Tensor] = {}
     intra, fused = feats['intra'], feats['fused']
     token_masks = feats['token_masks']
-    first = feats['levels'][LEVELS[0]][modalities[0]]
+    # any built level: baselines build only the one they fuse
+    first = next(iter(feats['levels'].values()))[modalities[0]]
     present = modality_presence(feats['mask'], modalities, first.shape[0],
                                 first.device)
     if intra is not None:

@@ -10,6 +10,8 @@ from mmaction.utils import SampleList
 from mmengine.model import BaseModel
 
 from clcr_mm.registry import MODELS
+from ..necks.mmaction_necks import (LOSS_NAMES, clcr_regularisers,
+                                     fuse_levels)
 from ..utils import LEVELS, modality_presence
 
 
@@ -263,32 +265,14 @@ class CLCRRecognizer(BaseModel):
         else:
             levels = self.backbone(inputs, lengths=lengths)
             token_masks = self.backbone.token_masks(lengths)
-        intra = None
         if self.fusion is not None:
             fused = self.fusion(levels, mask) if token_masks is None else \
                 self.fusion(levels, mask, token_masks=token_masks)
-        else:
-            if self.intra_ced is not None:
-                # token masks only where there are any, so exchange modules
-                # without padding support (projects) plug in unchanged
-                intra = {
-                    level: self.intra_ced[level](levels[level], mask)
-                    if token_masks is None else self.intra_ced[level](
-                        levels[level], mask, token_masks=token_masks[level])
-                    for level in LEVELS
-                }
-                shared = {level: intra[level]['shared'] for level in LEVELS}
-                private = {level: intra[level]['private'] for level in LEVELS}
-            else:
-                shared = private = levels
-            fused = self.inter_cad(shared, private, mask, token_masks)
-        return dict(
-            fused=fused,
-            levels=levels,
-            intra=intra,
-            mask=mask,
-            token_masks=token_masks,
-            num_views=num_views)
+            return dict(fused=fused, levels=levels, intra=None, mask=mask,
+                        token_masks=token_masks, num_views=num_views)
+        feats = fuse_levels(self.intra_ced, self.inter_cad, levels, mask,
+                            token_masks)
+        return dict(feats, num_views=num_views)
 
     def forward(self,
                 inputs: Dict[str, torch.Tensor],
@@ -335,47 +319,9 @@ class CLCRRecognizer(BaseModel):
             offered, batch mean), ``budget_used_<level>_<modality>`` (their
             fraction) and ``budget_rho_<level>`` (mean ratio).
         """
-        out: Dict[str, torch.Tensor] = {}
-        intra, fused = feats['intra'], feats['fused']
-        token_masks = feats['token_masks']
-        # any built level: baselines build only the one they fuse
-        first = next(iter(feats['levels'].values()))[self.modalities[0]]
-        present = modality_presence(feats['mask'], self.modalities,
-                                    first.shape[0], first.device)
-        if intra is not None:
-            shared = {level: intra[level]['shared'] for level in LEVELS}
-            private = {level: intra[level]['private'] for level in LEVELS}
-            if self.loss_sep is not None:
-                out['loss_sep'] = self.loss_sep(shared, private, present,
-                                                self.modalities, token_masks)
-            if self.loss_align is not None:
-                shared_in = {
-                    level: intra[level]['shared_in']
-                    for level in LEVELS
-                }
-                out['loss_align'] = self.loss_align(shared_in, present,
-                                                    self.modalities,
-                                                    token_masks)
-            used = [
-                u for level in LEVELS
-                for u in intra[level]['budget_used'].values()
-            ]
-            if self.loss_budget is not None and used:
-                out['loss_budget'] = self.loss_budget(used)
-            for level in LEVELS:
-                for m, k in intra[level]['num_selected'].items():
-                    out[f'budget_k_{level}_{m}'] = k.detach().mean()
-                for m, u in intra[level]['budget_used'].items():
-                    out[f'budget_used_{level}_{m}'] = u.detach().mean()
-                level_ratios = list(intra[level]['budget_ratio'].values())
-                if level_ratios:
-                    out[f'budget_rho_{level}'] = torch.stack(
-                        level_ratios).mean().detach()
-        if self.loss_cross is not None and 'level_feats' in fused:
-            out['loss_cross'] = self.loss_cross(fused['level_feats'])
-        if self.loss_level is not None and 'level_weights' in fused:
-            out['loss_level'] = self.loss_level(fused['level_weights'])
-        return out
+        return clcr_regularisers(
+            feats, self.modalities,
+            {name: getattr(self, name) for name in LOSS_NAMES})
 
     def predict(self, inputs: Dict[str, torch.Tensor],
                 data_samples: SampleList) -> SampleList:
