@@ -38,9 +38,15 @@ INSTALL_REQUIRES = [
     'matplotlib',
 ]
 
+# BertTextEncoder. With transformers installed, mmaction2 1.2.0 imports its
+# VindLU models, which need timm, einops and transformers API removed after
+# 4.45 (apply_chunking_to_forward in modeling_utils).
+BERT_REQUIRES = ['transformers>=4.28,<4.46', 'timm', 'einops']
+
 EXTRAS_REQUIRE = {
     # tensorboard: the tests also exercise mmengine's TensorboardVisBackend
-    'tests': ['pytest>=7', 'tensorboard'],
+    'tests': ['pytest>=7', 'tensorboard'] + BERT_REQUIRES,
+    'bert': BERT_REQUIRES,
     'tensorboard': ['tensorboard'],
 }
 

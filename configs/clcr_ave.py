@@ -5,6 +5,8 @@
 # then train / test:
 #   python tools/train.py configs/clcr_ave.py
 #   python tools/test.py configs/clcr_ave.py work_dirs/clcr_ave/best_*.pth
+# The best checkpoint is picked on AVE's official val split; the test split
+# gives the final number only.
 _base_ = [
     '_base_/models/clcr_av_resnet18.py',
     '_base_/datasets/ave.py',
@@ -22,6 +24,13 @@ model = dict(
         modalities=dict(
             rgb=dict(grids=((3, 4, 4), (3, 2, 2), (1, 2, 2))))),
     cls_head=dict(num_classes=num_classes))
+
+# The datasets check every label of the lists, and the number of classes in
+# the data's classes.txt, against the head's num_classes when they are
+# built (file and line named on a mismatch).
+train_dataloader = dict(dataset=dict(num_classes=num_classes))
+val_dataloader = dict(dataset=dict(num_classes=num_classes))
+test_dataloader = dict(dataset=dict(num_classes=num_classes))
 
 # Optimisation follows the audio-visual literature (OGM-GE, PMR, MLA), as
 # in _base_/schedules/sgd_100e.py: SGD, momentum 0.9, weight decay 1e-4,

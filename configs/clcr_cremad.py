@@ -5,10 +5,11 @@
 #   python tools/train.py configs/clcr_cremad.py
 #   python tools/test.py configs/clcr_cremad.py \
 #       work_dirs/clcr_cremad/best_*.pth
-# The CLCR paper reports 77.92 top-1 accuracy on CREMA-D. With the default
-# split val = test (no validation set in the literature), so "best" is
-# chosen on the test split, as the OGM-GE line of work does; prepare with
-# --val-fraction 0.1 for a held-out validation split instead.
+# The CLCR paper reports 77.92 top-1 accuracy on CREMA-D. The prepare tool
+# holds a seeded, stratified 10 % of the training part out as val_list.txt
+# (--val-fraction), so "best" is chosen there and the test split gives the
+# final number only. (The OGM-GE line of work has no validation set and
+# picks on test: prepare with --val-fraction 0 to reproduce that.)
 _base_ = [
     '_base_/models/clcr_av_resnet18.py',
     '_base_/datasets/cremad.py',
@@ -26,6 +27,13 @@ model = dict(
         modalities=dict(
             rgb=dict(grids=((2, 4, 4), (2, 2, 2), (1, 2, 2))))),
     cls_head=dict(num_classes=num_classes))
+
+# The datasets check every label of the lists, and the number of classes in
+# the data's classes.txt, against the head's num_classes when they are
+# built (file and line named on a mismatch).
+train_dataloader = dict(dataset=dict(num_classes=num_classes))
+val_dataloader = dict(dataset=dict(num_classes=num_classes))
+test_dataloader = dict(dataset=dict(num_classes=num_classes))
 
 # Optimisation follows the audio-visual literature (OGM-GE, PMR, MLA), as
 # in _base_/schedules/sgd_100e.py: SGD, momentum 0.9, weight decay 1e-4,

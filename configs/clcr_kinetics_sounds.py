@@ -6,6 +6,9 @@
 #   python tools/test.py configs/clcr_kinetics_sounds.py \
 #       work_dirs/clcr_kinetics_sounds/best_*.pth
 # The CLCR paper reports 75.41 top-1 accuracy on KS.
+# The best checkpoint is picked on val_list.txt (Kinetics' validate.csv,
+# disjoint from the training clips); test_list.txt (test.csv) gives the
+# final number only.
 _base_ = [
     '_base_/models/clcr_av_resnet18.py',
     '_base_/datasets/kinetics_sounds.py',
@@ -23,6 +26,13 @@ model = dict(
         modalities=dict(
             rgb=dict(grids=((3, 4, 4), (3, 2, 2), (1, 2, 2))))),
     cls_head=dict(num_classes=num_classes))
+
+# The datasets check every label of the lists, and the number of classes in
+# the data's classes.txt, against the head's num_classes when they are
+# built (file and line named on a mismatch).
+train_dataloader = dict(dataset=dict(num_classes=num_classes))
+val_dataloader = dict(dataset=dict(num_classes=num_classes))
+test_dataloader = dict(dataset=dict(num_classes=num_classes))
 
 # Optimisation follows the audio-visual literature (OGM-GE, PMR, MLA), as
 # in _base_/schedules/sgd_100e.py: SGD, momentum 0.9, weight decay 1e-4,

@@ -17,7 +17,7 @@ from reliability_helpers import \
     fresh_mmsa_cache_one_thread  # noqa: F401  (autouse fixture)
 from tool_loader import load_tool
 
-from clcr_mm.tools_utils import without_yapf
+without_yapf = load_tool('train_test_setup.py').without_yapf
 
 
 def _tiny_cfg(tmp_path, extra: str = '') -> Config:

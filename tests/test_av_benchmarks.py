@@ -14,7 +14,6 @@ import os.path as osp
 import shutil
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import soundfile
@@ -23,8 +22,9 @@ from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.runner import Runner
 
-from clcr_mm.datasets import av_prepare as avp
 from clcr_mm.registry import TRANSFORMS
+from media_writers import (write_flv, write_garbage, write_mp4,
+                           write_wav)
 from tool_loader import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,67 +38,11 @@ def _load_tool(name: str):
 ks_tool = _load_tool('kinetics_sounds')
 cremad_tool = _load_tool('cremad')
 ave_tool = _load_tool('ave')
+# tools/data/av_prepare.py, the very module the tools run.
+avp = ks_tool.avp
 KS_CLASSES = avp.read_class_list(str(ks_tool.DEFAULT_CLASSES))
 
 # ---------------------------------------------------------------- media ---
-
-
-def write_mp4(path, audio: bool = True, frames: int = 8, seed: int = 0):
-    """A 1 s, 8 fps, 64x48 mpeg4 clip, with a 1 s 16 kHz AAC track."""
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    rng = np.random.default_rng(seed)
-    with av.open(str(path), 'w') as container:
-        stream = container.add_stream('mpeg4', rate=8)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, 'yuv420p'
-        if audio:
-            astream = container.add_stream('aac', rate=16000)
-            astream.layout = 'mono'
-        for i in range(frames):
-            img = np.full((48, 64, 3), 20 * i, np.uint8)
-            img[:8] = rng.integers(0, 255, (8, 64, 3), dtype=np.uint8)
-            for packet in stream.encode(
-                    av.VideoFrame.from_ndarray(img, format='rgb24')):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-        if audio:
-            t = np.arange(16000) / 16000
-            wave = 0.5 * np.sin(2 * np.pi * (300 + 50 * seed) * t)
-            frame = av.AudioFrame.from_ndarray(
-                wave[None].astype(np.float32), format='fltp', layout='mono')
-            frame.sample_rate = 16000
-            for packet in astream.encode(frame):
-                container.mux(packet)
-            for packet in astream.encode(None):
-                container.mux(packet)
-
-
-def write_flv(path, frames: int = 12):
-    """A CREMA-D-like flv: flv container, flv1 (Sorenson) video, 30 fps."""
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with av.open(str(path), 'w', format='flv') as container:
-        stream = container.add_stream('flv', rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, 'yuv420p'
-        for i in range(frames):
-            img = np.full((48, 64, 3), 15 * i, np.uint8)
-            for packet in stream.encode(
-                    av.VideoFrame.from_ndarray(img, format='rgb24')):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-def write_wav(path, seconds: float = 1.0, seed: int = 0):
-    """16 kHz mono 16-bit speech-like noise, as CREMA-D's AudioWAV."""
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    rng = np.random.default_rng(seed)
-    wave = 0.3 * rng.standard_normal(int(16000 * seconds))
-    soundfile.write(str(path), wave, 16000, subtype='PCM_16')
-
-
-def write_garbage(path):
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    Path(path).write_bytes(np.random.default_rng(1).bytes(3000))
 
 
 def lines_of(path):
@@ -229,16 +173,16 @@ def test_kinetics_sounds_rerun_uses_probe_cache(ks_root, tmp_path):
     num_files = first['probe']['probed']
     assert num_files == 6  # every annotated KS clip on disk, once
     again = ks_tool.prepare(str(root), workers=1, progress=False)
-    assert again['probe'] == dict(probed=0, cached=num_files)
+    assert again['probe'] == dict(probed=0, cached=num_files, crashed=0)
     assert again['splits'] == first['splits']
     # A repaired download is probed again and joins the list.
     write_mp4(root / 'videos' / f'{clip["bowling"]}_000000_000010.mp4')
     third = ks_tool.prepare(str(root), workers=1, progress=False)
-    assert third['probe'] == dict(probed=1, cached=num_files - 1)
+    assert third['probe'] == dict(probed=1, cached=num_files - 1, crashed=0)
     assert third['splits']['train']['written'] == 3
     forced = ks_tool.prepare(
         str(root), workers=1, force_probe=True, progress=False)
-    assert forced['probe'] == dict(probed=num_files, cached=0)
+    assert forced['probe'] == dict(probed=num_files, cached=0, crashed=0)
 
 
 def test_kinetics_sounds_annotation_errors(tmp_path):
@@ -314,11 +258,13 @@ def cremad_root(tmp_path_factory):
 
 def test_cremad_seeded_split(cremad_root):
     root = cremad_root
-    report = cremad_tool.prepare(str(root), workers=2, progress=False)
+    # The literature's split: no validation set, val = test.
+    report = cremad_tool.prepare(
+        str(root), workers=2, progress=False, val_fraction=0)
     assert lines_of(root / 'classes.txt') == list(EMOTIONS)
     train = lines_of(root / 'train_list.txt')
     test = lines_of(root / 'test_list.txt')
-    assert lines_of(root / 'val_list.txt') == test  # no val set by default
+    assert lines_of(root / 'val_list.txt') == test
     # 24 clips: round(0.1 * 24) = 2 held out, stratified by emotion (4 clips
     # each: equal remainders, ties go to the lower labels, ANG and DIS).
     splits = report['splits']
@@ -349,11 +295,21 @@ def test_cremad_seeded_split(cremad_root):
     flv = cache[f'video:{root / "VideoFlash" / "1001_DFA_ANG_XX.flv"}']
     assert flv['result']['ok'] and flv['result']['video_codec'] == 'flv'
 
-    # Same seed, same split, nothing probed twice; another seed and size,
-    # another split.
+    # By default a seeded, stratified validation split is held out of the
+    # training part (round(0.1 * 22) = 2 clips) and the test split is the
+    # same; nothing is probed twice.
     again = cremad_tool.prepare(str(root), progress=False)
     assert lines_of(root / 'test_list.txt') == test
-    assert again['probe'] == dict(probed=0, cached=report['probe']['probed'])
+    val = lines_of(root / 'val_list.txt')
+    held = lines_of(root / 'train_list.txt')
+    assert again['splits']['val']['listed'] == 2
+    assert again['splits']['train']['listed'] == 20
+    assert not set(val) & set(held) and set(val) | set(held) == set(train)
+    assert again['settings']['val_is_test'] is False
+    assert again['probe'] == dict(
+        probed=0, cached=report['probe']['probed'], crashed=0)
+    assert cremad_tool.prepare(str(root), progress=False)['splits'] == \
+        again['splits']  # seeded
     other = cremad_tool.prepare(
         str(root), seed=3, test_fraction=0.25, progress=False)
     assert other['splits']['test']['listed'] == 6
@@ -361,14 +317,27 @@ def test_cremad_seeded_split(cremad_root):
     assert lines_of(root / 'test_list.txt')[:2] != test
 
 
-def test_flv_needs_decord_frame_count(cremad_root):
-    """Why the configs decode video with Decord: PyAVInit reads the frame
-    count from the container header, which FLV lacks."""
+def test_flv_frame_count_without_header(cremad_root):
+    """mmaction2's PyAVInit reads the frame count from the container
+    header, which FLV lacks; the configs' CheckedPyAVInit counts the
+    stream's packets and finds what Decord finds, and CheckedPyAVDecode
+    returns the frames Decord decodes."""
     path = str(cremad_root / 'VideoFlash' / '1001_DFA_ANG_XX.flv')
     pyav = TRANSFORMS.build(dict(type='PyAVInit'))(dict(filename=path))
     decord = TRANSFORMS.build(dict(type='DecordInit'))(dict(filename=path))
+    checked = TRANSFORMS.build(dict(type='CheckedPyAVInit'))(
+        dict(filename=path))
     assert pyav['total_frames'] == 0
-    assert decord['total_frames'] == 12
+    assert checked['total_frames'] == decord['total_frames'] == 12
+    inds = np.array([0, 5, 11])
+    ours = TRANSFORMS.build(dict(type='CheckedPyAVDecode'))(
+        dict(checked, frame_inds=inds))['imgs']
+    theirs = TRANSFORMS.build(dict(type='DecordDecode'))(
+        dict(decord, frame_inds=inds))['imgs']
+    for a, b in zip(ours, theirs):
+        assert a.shape == b.shape == (48, 64, 3)
+        # Same frames; the two libraries' YUV->RGB rounding may differ.
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 3
 
 
 def test_cremad_split_files_and_errors(cremad_root, tmp_path):
@@ -385,6 +354,7 @@ def test_cremad_split_files_and_errors(cremad_root, tmp_path):
         video_dir=str(cremad_root / 'VideoFlash'),
         train_list=str(train),
         test_list=str(test),
+        val_fraction=0,
         progress=False)
     assert lines_of(out / 'train_list.txt') == [
         f'{cremad_root}/VideoFlash/1001_DFA_ANG_XX.flv '
@@ -399,7 +369,7 @@ def test_cremad_split_files_and_errors(cremad_root, tmp_path):
         args = dict(root=str(out), audio_dir=str(cremad_root / 'AudioWAV'),
                     video_dir=str(cremad_root / 'VideoFlash'),
                     train_list=str(train), test_list=str(test),
-                    progress=False)
+                    val_fraction=0, progress=False)
         args.update(kwargs)
         with pytest.raises((avp.AnnotationError, FileNotFoundError,
                             ValueError), match=match):
@@ -408,6 +378,10 @@ def test_cremad_split_files_and_errors(cremad_root, tmp_path):
     fails('split file not found: .*nope.txt',
           test_list=str(tmp_path / 'nope.txt'))
     fails('both --train-list and --test-list', test_list=None)
+    fails('3 training clips are too few to hold out --val-fraction 0.1',
+          val_fraction=0.1)
+    fails('--val-list or --val-fraction, not both', val_list=str(test),
+          val_fraction=0.1)
     bad = tmp_path / 'bad.txt'
     bad.write_text('1001_DFA_ANG_XX\n1001_DFA_ANG_XX,HAP\n')
     fails(r'bad\.txt:2: emotion .HAP. disagrees', train_list=str(bad))
@@ -607,7 +581,7 @@ def _prepared_cremad(tmp_path):
     (tmp_path / 'test.txt').write_text(stems[2] + '\n')
     cremad_tool.prepare(str(root), train_list=str(tmp_path / 'train.txt'),
                         test_list=str(tmp_path / 'test.txt'),
-                        progress=False)
+                        val_fraction=0, progress=False)
     return root
 
 
@@ -635,10 +609,15 @@ def test_one_training_iteration_and_evaluation(name, request, tmp_path,
     assert len(lines_of(root / 'train_list.txt')) == 2  # one batch of 2
 
     cfg = Config.fromfile(str(REPO / 'configs' / f'clcr_{name}.py'))
+    # The tiny AVE replica has 3 of the 28 classes: the datasets refuse a
+    # classes.txt that disagrees with the head, so both follow the data.
+    num_classes = len(lines_of(root / 'classes.txt'))
+    cfg.model.cls_head.num_classes = num_classes
     for split in ('train', 'val', 'test'):
         loader = cfg[f'{split}_dataloader']
         loader.update(batch_size=2, num_workers=0, persistent_workers=False)
         loader.dataset.data_root = str(root)
+        loader.dataset.num_classes = num_classes
         _shrink(loader.dataset.pipeline)
     cfg.train_cfg.max_epochs = 1
     cfg.default_hooks.checkpoint = None  # no 90 MB checkpoint per test

@@ -40,7 +40,8 @@ def test_mmsa_configs_train_and_evaluate(tmp_path, dataset, variant):
 def test_ucf101_config_trains_and_evaluates(tmp_path):
     root = tmp_path / 'ucf101'
     make_download(str(root))
-    load_tool('data/ucf101/prepare.py').prepare(str(root), workers=1)
+    load_tool('data/ucf101/prepare.py').prepare(str(root), workers=1,
+                                                   val_groups=1)
     runner = tiny_runner('clcr_ucf101.py', tmp_path / 'work',
                          data_root=str(root))
     runner.train()

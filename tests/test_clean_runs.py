@@ -111,7 +111,8 @@ def test_process_group_destroyed_after_success_and_error(tmp_path, fails):
     that the other ranks might never reach)."""
     import torch.distributed as dist
 
-    from clcr_mm.tools_utils import process_group_destroyed_at_exit
+    process_group_destroyed_at_exit = load_tool(
+        'train_test_setup.py').process_group_destroyed_at_exit
     dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store',
                             rank=0, world_size=1)
     try:

@@ -1,5 +1,6 @@
 """Tests of MMSAFeatureDataset, PadSequenceFeatures, the MOSI/MOSEI configs
 and tools/data/mmsa/check_pickle.py, on tiny pickles in the MMSA layout."""
+import logging
 import pickle
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
+from mmengine.logging import MMLogger
 
 from clcr_mm.datasets.mmsa_dataset import (MMSAFeatureDataset,
                                            clear_mmsa_cache,
@@ -54,7 +56,7 @@ def test_config_aligned_mosi_shapes_labels_and_padding(tmp_path):
     assert sample.gt_label.shape == (1, )
     assert sample.gt_label.item() == pytest.approx(-0.6)
     assert sample.sample_id == 'vidtrain1$_$2'
-    assert sample.seq_lengths == dict(text=50, audio=7, vision=50)
+    assert sample.valid_lengths == dict(text=50, audio=7, vision=50)
     assert sample.modality_mask == dict(text=True, audio=True, vision=True)
     np.testing.assert_array_equal(inputs['audio'][0].numpy(),
                                   raw['audio'][1])
@@ -96,7 +98,7 @@ def test_unaligned_truncates_pads_and_clips_lengths(tmp_path):
             dict(type='PackMultiModalInputs',
                  collect_keys=('text', 'audio', 'vision'),
                  algorithm_keys=('modality_mask', ),
-                 meta_keys=('sample_id', 'seq_lengths'))
+                 meta_keys=('sample_id', 'valid_lengths'))
         ])
     packed = ds[0]
     audio, vision = packed['inputs']['audio'], packed['inputs']['vision']
@@ -107,7 +109,7 @@ def test_unaligned_truncates_pads_and_clips_lengths(tmp_path):
     assert not vision[0, 500:].any()
     assert packed['inputs']['text'].shape == (1, 50, 768)  # kept as stored
     # audio_lengths[0] == 375 is clipped to the truncated length.
-    assert packed['data_samples'].seq_lengths == dict(
+    assert packed['data_samples'].valid_lengths == dict(
         text=10, audio=50, vision=3)
 
 
@@ -201,7 +203,7 @@ def test_text_bert_zero_length_mask_and_subset(tmp_path):
     info = ds.get_data_info(1)  # row 3 of the split
     assert info['row'] == 3 and info['sample_id'] == 'vidtrain3$_$4'
     assert info['text'].shape == (50, 3)  # (3, L) token rows -> (L, 3)
-    assert info['seq_lengths']['text'] == 5  # from the attention mask
+    assert info['valid_lengths']['text'] == 5  # from the attention mask
     assert info['modality_mask'] == dict(text=True, vision=False)
     assert info['label'].dtype == torch.float32
     assert info['label'].item() == pytest.approx(2.8)
@@ -254,3 +256,107 @@ def test_check_pickle_tool(tmp_path, capsys):
     assert main([str(bad)]) == 1
     assert "ERROR valid: missing key 'regression_labels'" in \
         capsys.readouterr().out
+
+
+class _RunsCode:
+    """What a crafted pickle does: unpickling calls ``os.system``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+        return os.system, (f'touch {self.marker}', )
+
+
+def test_restricted_unpickler_refuses_code_accepts_mmsa_arrays(
+        tmp_path, capsys):
+    marker = tmp_path / 'pwned'
+
+    def plant(data):
+        data['train']['annotations'] = _RunsCode(marker)
+
+    path = write_pickle(tmp_path, edit=plant)
+    with pytest.raises(ValueError) as err:
+        build_from_config('mosi', tmp_path)
+    assert str(path) in str(err.value)
+    assert 'refusing to load posix.system' in str(err.value)
+    main = _check_pickle_main()
+    assert main([str(path)]) == 1
+    out = capsys.readouterr().out
+    assert 'ERROR' in out and 'refusing to load posix.system' in out
+    assert not marker.exists()  # neither reader ran the payload
+
+    # Object / str arrays and numpy scalars (as in the published files) and
+    # the protocol-2 encoding (bytes via _codecs.encode) are admitted.
+    def numpy_containers(data):
+        split = data['train']
+        split['id'] = np.array(split['id'], dtype=object)
+        split['raw_text'] = np.array(split['raw_text'])
+        split['annotations'] = np.array(['Positive'] * 4, dtype=object)
+        split['scale'] = np.float64(3.0)
+
+    clear_mmsa_cache()
+    path = write_pickle(tmp_path / 'ok', edit=numpy_containers)
+    data = pickle.load(open(path, 'rb'))
+    with open(path, 'wb') as f:
+        pickle.dump(data, f, protocol=2)
+    ds = build_from_config('mosi', tmp_path / 'ok')
+    assert ds[3]['data_samples'].sample_id == 'vidtrain3$_$4'
+    assert ds.get_data_info(0)['raw_text'] == 'train sentence 0'
+
+
+class _Messages(logging.Handler):
+    """Collects the messages of mmengine's current logger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def pop(self) -> str:
+        text = '\n'.join(self.messages)
+        self.messages.clear()
+        return text
+
+
+def test_unaligned_config_keeps_every_step_and_cut_is_logged(tmp_path):
+    write_pickle(tmp_path, 'mosi', aligned=False)
+    register_all_modules()
+    cfg = Config.fromfile(REPO / 'configs/clcr_mosi_unaligned.py')
+    ds_cfg = cfg.train_dataloader.dataset
+    ds_cfg.data_root = str(tmp_path)
+    packed = DATASETS.build(ds_cfg)[0]
+    assert packed['inputs']['audio'].shape == (1, 375, 5)
+    assert packed['inputs']['vision'].shape == (1, 500, 20)
+    assert packed['data_samples'].valid_lengths == dict(
+        text=10, audio=375, vision=3)
+
+    # An explicit seq_len cuts, but never silently.
+    ds_cfg.pipeline[0].seq_len = dict(audio=20)
+    logger, log = MMLogger.get_current_instance(), _Messages()
+    logger.addHandler(log)
+    try:
+        ds = DATASETS.build(ds_cfg)
+        logged = log.pop()
+        assert ("PadSequenceFeatures(seq_len=20) cuts modality 'audio' in 2 "
+                'of 4 samples (valid lengths up to 375 steps)') in logged
+        assert 'unaligned_50.pkl' in logged
+        assert ds[0]['data_samples'].valid_lengths['audio'] == 20
+        assert 'seq_len=20 cuts' in log.pop()
+        ds[2]
+        assert 'seq_len=20 cuts' not in log.pop()  # warned the first time
+    finally:
+        logger.removeHandler(log)
+
+
+@pytest.mark.parametrize('kwargs,message', [
+    (dict(seq_len=0), r"seq_len\['a'\] must be an int in \[1, inf\)"),
+    (dict(seq_len=dict(a=2.5)), r"seq_len\['a'\] must be an int"),
+    (dict(pad_value=float('nan')), 'pad_value must be a number'),
+])
+def test_pad_sequence_features_validates_config(kwargs, message):
+    with pytest.raises(ValueError, match='PadSequenceFeatures: ' + message):
+        PadSequenceFeatures(keys='a', **kwargs)

@@ -43,7 +43,8 @@ lists = prep.build_file_lists
 def prepared(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('ucf') / 'ucf101')
     make_download(root)
-    result = prep.prepare(root, workers=2)
+    # Two groups per training list here: hold one out for validation.
+    result = prep.prepare(root, workers=2, val_groups=1)
     return root, result
 
 
@@ -164,6 +165,28 @@ def test_lists_content(prepared):
     for k in (2, 3):
         assert osp.isfile(
             osp.join(root, f'ucf101_val_split_{k}_rawframes.txt'))
+    # The validation list holds whole groups (the seeded draw of 1 of the
+    # training groups 2, 3), the same for every class; with the rest it
+    # makes up the training list.
+    with open(osp.join(root, 'ucf101_subtrain_split_1_rawframes.txt')) as f:
+        subtrain = f.read().splitlines()
+    with open(osp.join(root, 'ucf101_subval_split_1_rawframes.txt')) as f:
+        subval = f.read().splitlines()
+    summary = prepared[1]['lists']
+    [held] = summary['ucf101_subval_split_1_rawframes.txt']['held_out_groups']
+    assert held in (2, 3)
+    assert subval == [line for line in train if f'_g0{held}_' in line]
+    assert subtrain == [line for line in train if f'_g0{held}_' not in line]
+    assert len(subval) == 2 and len(subtrain) == 2
+    # Seeded: the same draw again; too many groups is an error.
+    again = lists.read_splits(
+        osp.join(root, 'ucfTrainTestlist'), (1, ), val_groups=1)
+    assert again['ucf101_subval_split_1_rawframes.txt'][2] == [held]
+    with pytest.raises(lists.SplitFileError,
+                       match=r'trainlist01\.txt: has 2 groups: cannot hold '
+                       'out 2'):
+        lists.read_splits(
+            osp.join(root, 'ucfTrainTestlist'), (1, ), val_groups=2)
 
 
 def _ann_copy(root, tmp_path):
@@ -204,18 +227,18 @@ def test_bad_class_index_and_missing_split_file(prepared, tmp_path):
     (ann / 'classInd.txt').write_text('1 Biking\n1 HandstandPushups\n')
     with pytest.raises(lists.SplitFileError, match=r'classInd.txt:2: index'):
         lists.build_split_lists(str(ann), osp.join(root, 'rawframes'),
-                                str(tmp_path))
+                                str(tmp_path), val_groups=1)
     ann = _ann_copy(root, tmp_path / 'b')
     os.remove(ann / 'testlist03.txt')
     with pytest.raises(FileNotFoundError, match='testlist03.txt'):
         lists.build_split_lists(str(ann), osp.join(root, 'rawframes'),
-                                str(tmp_path))
+                                str(tmp_path), val_groups=1)
     # The command-line entry point turns it into a message, not a traceback.
     assert lists.main([
         '--ann-dir',
         str(ann), '--rawframes',
         osp.join(root, 'rawframes'), '--out-dir',
-        str(tmp_path)
+        str(tmp_path), '--val-groups', '1'
     ]) == 1
 
 
@@ -227,7 +250,7 @@ def test_listed_clip_without_frames(prepared, tmp_path):
     with pytest.raises(lists.MissingClipError) as info:
         lists.build_split_lists(
             str(ann), osp.join(root, 'rawframes'), str(tmp_path / 'o1'),
-            splits=[1])
+            splits=[1], val_groups=1)
     assert f'{path}:3: Biking/v_Biking_g09_c01' in str(info.value)
     with pytest.warns(UserWarning, match='skipped 1 listed clip'):
         summary = lists.build_split_lists(
@@ -235,7 +258,8 @@ def test_listed_clip_without_frames(prepared, tmp_path):
             osp.join(root, 'rawframes'),
             str(tmp_path / 'o2'),
             splits=[1],
-            on_missing='skip')
+            on_missing='skip',
+            val_groups=1)
     info = summary['ucf101_val_split_1_rawframes.txt']
     assert info['written'] == 2 and info['missing'] == 1
 
@@ -263,7 +287,8 @@ def test_config_dataset_shapes(prepared, cfg, loader, views):
     np.random.seed(0)
     random.seed(0)
     ds = _build(cfg, loader, root)
-    assert len(ds) == (4 if loader == 'train_dataloader' else 2)
+    # subtrain, subval and the test list: 2 clips each here.
+    assert len(ds) == 2
     out = ds[0]
     rgb, flow = out['inputs']['rgb'], out['inputs']['flow']
     assert tuple(rgb.shape) == (views, 3, cfg.clip_len, cfg.crop_size,
@@ -427,7 +452,7 @@ def test_prepare_command_line_dry_run(tmp_path):
     proc = subprocess.run([
         sys.executable,
         osp.join(TOOL_DIR, 'prepare.py'), '--root', root, '--max-clips', '2',
-        '--workers', '1', '--splits', '1'
+        '--workers', '1', '--splits', '1', '--val-groups', '1'
     ],
                           capture_output=True,
                           text=True,

@@ -3,13 +3,20 @@
     python tools/test.py CONFIG CHECKPOINT [--dump results.pkl]
 """
 import argparse
+import os.path as osp
+import sys
 
 from mmengine.config import Config
 from mmengine.runner import Runner
 
 import clcr_mm  # noqa: F401  (registers CLCR; patches mmaction2 1.2.0)
-from clcr_mm.tools_utils import (add_runner_args, finish_config,
-                                  parse_common, run_tool)
+
+# tools/ is not a package: the setup train.py and test.py share is
+# tools/train_test_setup.py, imported from this folder.
+if osp.dirname(osp.abspath(__file__)) not in sys.path:
+    sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from train_test_setup import (add_runner_args, finish_config,  # noqa: E402
+                              parse_common, run_tool)
 
 
 def parse_args() -> argparse.Namespace:

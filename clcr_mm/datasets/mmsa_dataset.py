@@ -17,6 +17,8 @@ dict ``{'train': split, 'valid': split, 'test': split}`` where a split maps
 ``La = Lv = 50`` in the aligned files; the unaligned ones are longer (MOSI
 audio 375 / vision 500, MOSEI 500 / 500).
 """
+import io
+import logging
 import os
 import os.path as osp
 import pickle
@@ -44,12 +46,68 @@ CHANNEL_FIRST_KEYS = ('text_bert', )
 # Python objects whose refcounts would dirty every page.
 _PICKLE_CACHE: Dict[str, Tuple[Tuple[int, int], dict]] = {}
 
+# The only globals an MMSA pickle needs: numpy's array / scalar
+# reconstruction (numpy 1 and 2 module paths), and ``_codecs.encode``, with
+# which protocol-2 pickles rebuild the bytes of array buffers. Everything
+# else (dicts, lists, str, numbers) is built by pickle opcodes without
+# calling anything, so an allow-list of callables suffices.
+_MMSA_PICKLE_GLOBALS = frozenset(
+    [(f'numpy.{core}.multiarray', name)
+     for core in ('core', '_core') for name in ('_reconstruct', 'scalar')] +
+    [(f'numpy.{core}.numeric', '_frombuffer') for core in ('core', '_core')] +
+    [('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode')])
+
+
+class _MMSAUnpickler(pickle.Unpickler):
+    """Unpickler that refuses every global outside ``_MMSA_PICKLE_GLOBALS``.
+
+    A pickle is a program: ``pickle.load`` on a downloaded file would run
+    whatever callable it names (``os.system``, ``builtins.eval``...). The
+    MMSA format needs only numpy arrays (numeric, str or object dtype, whose
+    items are unpickled by this same class) inside dicts and lists.
+    """
+
+    def __init__(self, file, path: str) -> None:
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _MMSA_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(
+                f'{self.path}: refusing to load {module}.{name}; an MMSA '
+                'feature pickle holds only dicts, lists, strings, numbers '
+                'and numpy arrays, so this file is not one (or was crafted '
+                'to run code).')
+        return super().find_class(module, name)
+
+
+def restricted_pickle_load(path: str) -> Any:
+    """Unpickle ``path`` admitting only the MMSA format's building blocks.
+
+    Args:
+        path (str): Pickle file.
+
+    Returns:
+        Any: The unpickled object.
+
+    Raises:
+        pickle.UnpicklingError: The file names a callable outside numpy's
+            array reconstruction (the message names the file and the
+            callable), or is not a valid pickle.
+    """
+    with open(path, 'rb') as f:
+        # one read, then parse from memory: faster than many small reads
+        return _MMSAUnpickler(io.BytesIO(f.read()), path).load()
+
 
 def load_mmsa_pickle(path: str) -> dict:
     """Load an MMSA feature pickle, once per process.
 
     Args:
         path (str): Path to ``aligned_50.pkl`` / ``unaligned_50.pkl``.
+
+    The file is read with a restricted unpickler (see
+    :func:`restricted_pickle_load`), so a crafted pickle cannot run code.
 
     Returns:
         dict: The unpickled ``{split: {key: value}}`` dict. It is shared
@@ -58,7 +116,8 @@ def load_mmsa_pickle(path: str) -> dict:
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If the file cannot be unpickled or is not a dict.
+        ValueError: If the file cannot be unpickled, names a forbidden
+            callable, or is not a dict.
     """
     real = osp.realpath(path)
     if not osp.isfile(real):
@@ -69,8 +128,7 @@ def load_mmsa_pickle(path: str) -> dict:
     if cached is not None and cached[0] == stamp:
         return cached[1]
     try:
-        with open(real, 'rb') as f:
-            data = pickle.load(f)
+        data = restricted_pickle_load(real)
     except Exception as e:  # corrupt, truncated or not a pickle at all
         raise ValueError(
             f'Cannot unpickle MMSA feature file {path}: '
@@ -140,7 +198,9 @@ class MMSAFeatureDataset(BaseDataset):
       ``long``, which would truncate sentiment scores;
     - ``modality_mask``: dict name -> bool, False when the sample's valid
       length for that modality is 0;
-    - ``seq_lengths``: dict name -> int, valid (unpadded) steps;
+    - ``valid_lengths``: dict name -> int, valid (unpadded) steps, which
+      the model turns into token masks (pack it with ``PackActionInputs(
+      meta_keys=(..., 'valid_lengths'))``);
     - ``sample_id`` (the MMSA ``id``), ``raw_text``, ``split``,
       ``filename`` (the pickle path, for error messages).
 
@@ -328,7 +388,7 @@ class MMSAFeatureDataset(BaseDataset):
 
         Returns:
             list[dict]: One record per sample with ``row``, ``sample_id``,
-            ``label`` (float), ``seq_lengths``, ``modality_mask``,
+            ``label`` (float), ``valid_lengths``, ``modality_mask``,
             ``raw_text``.
         """
         data = load_mmsa_pickle(self.ann_file)
@@ -361,21 +421,48 @@ class MMSAFeatureDataset(BaseDataset):
                                           arr.shape[1])
         self._store = _SharedArrays(features, bad_rows)
 
+        self._log_truncation(lengths)
+
         data_list = []
         for row in range(num):
-            seq_lengths = {name: int(lengths[name][row])
-                           for name in self.modalities}
+            valid_lengths = {name: int(lengths[name][row])
+                             for name in self.modalities}
             data_list.append(
                 dict(
                     row=row,
                     sample_id=ids[row],
                     label=float(labels[row]),
-                    seq_lengths=seq_lengths,
+                    valid_lengths=valid_lengths,
                     modality_mask={n: l > 0
-                                   for n, l in seq_lengths.items()},
+                                   for n, l in valid_lengths.items()},
                     raw_text=(str(raw_text[row])
                               if raw_text is not None else '')))
         return data_list
+
+    def _log_truncation(self, lengths: Dict[str, np.ndarray]) -> None:
+        """Warn how many samples the pipeline's fixed ``seq_len`` cuts.
+
+        Truncation is deterministic, so this count is the same in every
+        epoch; :class:`PadSequenceFeatures` also warns when it first cuts.
+
+        Args:
+            lengths (dict[str, np.ndarray]): (N,) valid steps per modality.
+        """
+        transforms = getattr(self.pipeline, 'transforms', [])
+        for transform in transforms:
+            cut = getattr(transform, 'count_truncated', None)
+            if cut is None:
+                continue
+            for name, (count, target) in cut(lengths).items():
+                print_log(
+                    f"MMSAFeatureDataset: {self.ann_file} split "
+                    f"'{self.split}': {transform.__class__.__name__}("
+                    f'seq_len={target}) cuts modality {name!r} in {count} '
+                    f'of {len(lengths[name])} samples (valid lengths up to '
+                    f'{int(lengths[name].max())} steps); set its seq_len '
+                    'to None to keep every step.',
+                    logger='current',
+                    level=logging.WARNING)
 
     # ------------------------------------------------------------------
     # access

@@ -19,7 +19,11 @@ fresh evaluator built from ``test_evaluator``:
   modality and sigma; sigma 0 is exactly the clean input;
 - ``missing:<modality>``: the modality removed through the model's own
   ``test_cfg.missing_modalities`` path (zeroed and masked, exactly as a
-  pipeline that finds the modality missing).
+  pipeline that finds the modality missing);
+- ``drop:<modality>@<rate>`` (``--missing-rates``): random missing rates, as
+  MMSA's ``data_missing``: every time step of a feature-sequence modality
+  (inputs (B, V, L, D)) is zeroed with probability ``rate``, independently
+  per sample and step, seeded per batch, modality and rate.
 
 Writes ``robustness.json``, ``robustness.md`` and ``robustness.png``
 (metric vs sigma per noisy modality, and metric per missing modality) to
@@ -72,6 +76,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         help='modalities to perturb (default: all of each model)')
     parser.add_argument('--no-missing', action='store_true',
                         help='skip the missing-modality conditions')
+    parser.add_argument(
+        '--missing-rates', type=float, nargs='+', default=[],
+        help='random per-step drop rates in (0, 1] for feature-sequence '
+        'modalities, e.g. 0.1 0.3 0.5 0.7 (default: none)')
     parser.add_argument('--metric', default=None,
                         help='metric key to report (default: first top1)')
     parser.add_argument('--out-dir', default='work_dirs/robustness')
@@ -92,8 +100,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def conditions(modalities: Sequence[str], perturb: Optional[Sequence[str]],
-               sigmas: Sequence[float], missing: bool) -> List[dict]:
+def conditions(modalities: Sequence[str],
+               perturb: Optional[Sequence[str]],
+               sigmas: Sequence[float],
+               missing: bool,
+               rates: Sequence[float] = ()) -> List[dict]:
     """The conditions evaluated for a model with ``modalities``."""
     out = [dict(name='clean', kind='clean')]
     for m in modalities:
@@ -103,10 +114,36 @@ def conditions(modalities: Sequence[str], perturb: Optional[Sequence[str]],
             out.append(
                 dict(name=f'noise:{m}@{sigma:g}', kind='noise', modality=m,
                      sigma=float(sigma)))
+        for rate in rates:
+            out.append(
+                dict(name=f'drop:{m}@{rate:g}', kind='drop', modality=m,
+                     rate=float(rate)))
     if missing and len(modalities) > 1:
         for m in modalities:
             out.append(dict(name=f'missing:{m}', kind='missing', modality=m))
     return out
+
+
+def drop_steps(x: torch.Tensor, rate: float, gen: torch.Generator,
+               modality: str) -> torch.Tensor:
+    """Zero each time step of a feature sequence with probability ``rate``.
+
+    Args:
+        x (Tensor): (B, V, L, D) feature sequences.
+        rate (float): Drop probability per sample and step.
+        gen (torch.Generator): Seeded generator (on the CPU).
+        modality (str): Name, for the error message.
+
+    Returns:
+        Tensor: ``x`` with the dropped steps set to 0.
+    """
+    if x.dim() != 4:
+        raise ValueError(
+            f'--missing-rates drops time steps of feature sequences (B, V, '
+            f'L, D); modality {modality!r} has shape {tuple(x.shape)}. '
+            'Choose sequence modalities with --modalities.')
+    keep = torch.rand(x.shape[:3], generator=gen) >= rate
+    return x * keep.unsqueeze(-1).to(device=x.device, dtype=x.dtype)
 
 
 def evaluate_model(config: str, checkpoint: str, args: argparse.Namespace,
@@ -118,7 +155,7 @@ def evaluate_model(config: str, checkpoint: str, args: argparse.Namespace,
     model = au.build_model(cfg, checkpoint)
     modalities = tuple(model.modalities)
     conds = conditions(modalities, args.modalities, args.sigmas,
-                       not args.no_missing)
+                       not args.no_missing, args.missing_rates)
     loader = au.build_test_loader(cfg)
     evaluators = {
         c['name']: au.build_evaluator(cfg, loader.dataset)
@@ -148,6 +185,11 @@ def evaluate_model(config: str, checkpoint: str, args: argparse.Namespace,
                     noise = torch.randn(
                         x[m].shape, generator=gen, dtype=torch.float32)
                     x[m] = x[m].float() + (cond['sigma'] * scale[m]) * noise
+                elif cond['kind'] == 'drop':
+                    m = cond['modality']
+                    gen = torch.Generator().manual_seed(
+                        args.seed * 1000003 + b * 1009 + c_idx)
+                    x[m] = drop_steps(x[m], cond['rate'], gen, m)
                 elif cond['kind'] == 'missing':
                     model.test_cfg['missing_modalities'] = tuple(
                         sorted(set(base_missing) | {cond['modality']}))
@@ -174,14 +216,18 @@ def evaluate_model(config: str, checkpoint: str, args: argparse.Namespace,
         conditions=results)
 
 
-def summary_table(models: List[dict], sigmas: Sequence[float]) -> str:
-    """One row per model: clean, each modality's noise curve, missing."""
+def summary_table(models: List[dict],
+                  sigmas: Sequence[float],
+                  rates: Sequence[float] = ()) -> str:
+    """One row per model: clean, each modality's noise curve, random
+    missing rates, missing modalities."""
     metric = models[0]['metric']
     all_mods = []
     for r in models:
         all_mods += [m for m in r['modalities'] if m not in all_mods]
     header = ['model', 'clean']
     header += [f'{m} σ={s:g}' for m in all_mods for s in sigmas if s > 0]
+    header += [f'{m} drop {r:g}' for m in all_mods for r in rates]
     header += [f'missing {m}' for m in all_mods]
     rows = []
     for r in models:
@@ -195,6 +241,7 @@ def summary_table(models: List[dict], sigmas: Sequence[float]) -> str:
         row = [r['label'], cell('clean')]
         row += [cell(f'noise:{m}@{s:g}') for m in all_mods for s in sigmas
                 if s > 0]
+        row += [cell(f'drop:{m}@{r:g}') for m in all_mods for r in rates]
         row += [cell(f'missing:{m}') for m in all_mods]
         rows.append(row)
     return (f'{metric} (%) on the test split\n\n' +
@@ -250,6 +297,9 @@ def plot(models: List[dict], sigmas: Sequence[float], path: str,
 
 def main(argv: Optional[Sequence[str]] = None) -> dict:
     args = parse_args(argv)
+    bad = [r for r in args.missing_rates if not 0 < r <= 1]
+    if bad:
+        raise ValueError(f'--missing-rates must be in (0, 1], got {bad}')
     if 0.0 not in args.sigmas:
         args.sigmas = [0.0] + list(args.sigmas)
     args.sigmas = sorted(set(args.sigmas))
@@ -261,9 +311,9 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         print(f'[robustness] {label}: {config} {checkpoint}', flush=True)
         models.append(evaluate_model(config, checkpoint, args, label))
     os.makedirs(args.out_dir, exist_ok=True)
-    table = summary_table(models, args.sigmas)
+    table = summary_table(models, args.sigmas, args.missing_rates)
     payload = dict(sigmas=args.sigmas, sigma_unit=args.sigma_unit,
-                   models=models)
+                   missing_rates=args.missing_rates, models=models)
     au.write_json(osp.join(args.out_dir, 'robustness.json'), payload)
     with open(osp.join(args.out_dir, 'robustness.md'), 'w') as f:
         f.write(table + '\n')

@@ -216,7 +216,8 @@ def make_ucf101(root: str, args: argparse.Namespace) -> None:
             f'{n} {classes.index(n.split("/")[0]) + 1}\r\n' for n in train))
     with open(osp.join(ann, 'testlist01.txt'), 'w') as f:
         f.write(''.join(f'{n}\r\n' for n in test))
-    prep.prepare(root, workers=1, splits=(1, ))
+    # One held-out validation group: the config trains on the rest.
+    prep.prepare(root, workers=1, splits=(1, ), val_groups=1)
 
 
 def make_mosi(root: str, args: argparse.Namespace) -> None:

@@ -28,6 +28,7 @@ import torch
 from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
 
+from clcr_mm.datasets.annotation_files import display_path
 from clcr_mm.registry import TRANSFORMS
 
 # Extensions decoded with soundfile (libsndfile); anything else goes to PyAV.
@@ -66,14 +67,15 @@ def decode_audio_pyav(path: str) -> Tuple[np.ndarray, int]:
             audio stream.
     """
     import av
+    name = display_path(path)
     try:
         container = av.open(path)
     except (av.FFmpegError, OSError, ValueError) as e:
         raise MediaFileError(
-            f"cannot open '{path}': corrupt or not a media file ({e})") from e
+            f"cannot open '{name}': corrupt or not a media file ({e})") from e
     with container:
         if not container.streams.audio:
-            raise MediaFileError(f"'{path}' has no audio track")
+            raise MediaFileError(f"'{name}' has no audio track")
         stream = container.streams.audio[0]
         chunks, sample_rate = [], stream.rate
         try:
@@ -87,7 +89,7 @@ def decode_audio_pyav(path: str) -> Tuple[np.ndarray, int]:
                 sample_rate = frame.sample_rate
         except (av.FFmpegError, ValueError) as e:
             raise MediaFileError(
-                f"cannot decode the audio track of '{path}': corrupt "
+                f"cannot decode the audio track of '{name}': corrupt "
                 f'({e})') from e
     if not chunks:
         return np.zeros((1, 0), np.float32), int(sample_rate or 0)
@@ -108,13 +110,17 @@ def decode_audio_soundfile(path: str) -> Tuple[np.ndarray, int]:
         MediaFileError: If the file cannot be read.
     """
     import soundfile
+    name = display_path(path)
     try:
-        samples, sample_rate = soundfile.read(
-            path, dtype='float32', always_2d=True)
-    except (RuntimeError, TypeError, ValueError) as e:
+        # A file object, not the name: soundfile cannot encode a name
+        # whose bytes are not UTF-8.
+        with open(path, 'rb') as f:
+            samples, sample_rate = soundfile.read(
+                f, dtype='float32', always_2d=True)
+    except (OSError, RuntimeError, TypeError, ValueError) as e:
         # soundfile.LibsndfileError derives from RuntimeError.
         raise MediaFileError(
-            f"cannot read audio file '{path}': corrupt or unsupported "
+            f"cannot read audio file '{name}': corrupt or unsupported "
             f'({e})') from e
     return np.ascontiguousarray(samples.T), int(sample_rate)
 
@@ -174,17 +180,18 @@ class LoadAudio(BaseTransform):
         Returns:
             np.ndarray: float32 waveform, (N,), at ``self.sample_rate``.
         """
+        name = display_path(path)
         if not osp.isfile(path):
-            raise MediaFileError(f"audio source '{path}' does not exist")
+            raise MediaFileError(f"audio source '{name}' does not exist")
         if osp.splitext(path)[1].lower() in SOUNDFILE_EXTENSIONS:
             samples, sample_rate = decode_audio_soundfile(path)
         else:
             samples, sample_rate = decode_audio_pyav(path)
         wave = samples.mean(axis=0)
         if wave.size == 0:
-            raise MediaFileError(f"the audio of '{path}' is empty")
+            raise MediaFileError(f"the audio of '{name}' is empty")
         if not np.isfinite(wave).all():
-            raise MediaFileError(f"the audio of '{path}' contains NaN/Inf")
+            raise MediaFileError(f"the audio of '{name}' contains NaN/Inf")
         if sample_rate != self.sample_rate:
             import torchaudio.functional as F
             wave = F.resample(
@@ -193,7 +200,7 @@ class LoadAudio(BaseTransform):
         duration = wave.size / self.sample_rate
         if duration < self.min_duration:
             raise MediaFileError(
-                f"the audio of '{path}' is too short: {duration:.3f} s < "
+                f"the audio of '{name}' is too short: {duration:.3f} s < "
                 f'min_duration={self.min_duration} s')
         return wave.astype(np.float32, copy=False)
 
@@ -213,6 +220,7 @@ class LoadAudio(BaseTransform):
                 "LoadAudio needs results['audio_path'] or "
                 "results['filename']")
         present = True
+        name = display_path(path)
         try:
             wave = self._load(path)
         except MediaFileError:
@@ -222,7 +230,7 @@ class LoadAudio(BaseTransform):
                 # Warn once per worker: datasets such as Kinetics have many
                 # silent videos and a line per sample would flood the log.
                 print_log(
-                    f'LoadAudio: no usable audio in {path!r}; using zeros '
+                    f'LoadAudio: no usable audio in {name!r}; using zeros '
                     f"and modality_mask['{self.name}']=False (further cases "
                     'are not reported)',
                     logger='current',
@@ -438,19 +446,20 @@ class CheckVideo(BaseTransform):
         """
         import av
         path = results[self.key]
+        name = display_path(path)
         if not osp.isfile(path):
-            raise MediaFileError(f"video file '{path}' does not exist")
+            raise MediaFileError(f"video file '{name}' does not exist")
         try:
             with av.open(path) as container:
                 if not container.streams.video:
-                    raise MediaFileError(f"'{path}' has no video stream")
+                    raise MediaFileError(f"'{name}' has no video stream")
                 frame = next(container.decode(video=0), None)
         except (av.FFmpegError, OSError, ValueError) as e:
             raise MediaFileError(
-                f"cannot decode video '{path}': corrupt or not a video "
+                f"cannot decode video '{name}': corrupt or not a video "
                 f'({e})') from e
         if frame is None:
-            raise MediaFileError(f"video '{path}' has no decodable frame")
+            raise MediaFileError(f"video '{name}' has no decodable frame")
         return results
 
     def __repr__(self) -> str:

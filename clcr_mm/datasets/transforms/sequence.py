@@ -5,11 +5,14 @@ raw ``(L_raw, D)`` array per modality into ``results``; this module turns it
 into the contract's fixed-size ``(V, L, D)`` float32 tensor with a leading
 view dimension, so the same transform serves every sequence dataset.
 """
-from typing import Dict, Optional, Sequence, Union
+import logging
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmcv.transforms import BaseTransform
+from mmengine.logging import print_log
 
+from clcr_mm.models.backbones.temporal_encoder import check_number
 from clcr_mm.registry import TRANSFORMS
 
 _PAD_SIDES = ('end', 'start')
@@ -22,20 +25,26 @@ class PadSequenceFeatures(BaseTransform):
     Each ``results[key]`` of shape ``(L_raw, D)`` (or ``(V, L_raw, D)``)
     becomes a float32 array of shape ``(V, L, D)`` (``V = 1`` for 2-D
     input), the contract's layout for feature sequences. The valid length in
-    ``results['seq_lengths'][key]`` (written by the dataset) is clipped to the
-    new length, so a model can build a padding mask from it.
+    ``results['valid_lengths'][key]`` (written by the dataset; the older
+    name ``seq_lengths`` is read too) is clipped to the new length, so the
+    model masks exactly the steps that are padding.
 
-    Required keys: ``keys``; optional ``seq_lengths``, ``sample_id``,
-    ``filename`` (used in error messages).
-    Modified keys: ``keys``, ``seq_lengths``.
+    Nothing is cut silently: the first sample whose valid steps exceed
+    ``seq_len`` logs a warning, and :class:`MMSAFeatureDataset` logs how
+    many samples of its split are cut (the same count every epoch).
+
+    Required keys: ``keys``; optional ``valid_lengths`` (or
+    ``seq_lengths``), ``sample_id``, ``filename`` (used in messages).
+    Modified keys: ``keys``, ``valid_lengths`` (or ``seq_lengths``).
 
     Args:
         keys (Sequence[str]): Modality names to pad, e.g.
             ``('text', 'audio', 'vision')``.
         seq_len (int | dict[str, int] | None): Target length, one for all
             keys or one per key. A key missing from the dict, or ``None``,
-            keeps its length (only the view dimension is added).
-            Defaults to None.
+            keeps its stored length (only the view dimension is added; the
+            MMSA pickles store every sample at one padded length, so the
+            samples still stack into a batch). Defaults to None.
         pad_value (float): Value written into padded steps. Defaults to 0.
         pad_side (str): ``'end'`` keeps the first ``L`` steps and pads after
             them, which suits the MMSA pickles (valid frames first, zero
@@ -63,16 +72,39 @@ class PadSequenceFeatures(BaseTransform):
             self.seq_len = {k: seq_len.get(k) for k in self.keys}
         else:
             self.seq_len = {k: seq_len for k in self.keys}
+        name = type(self).__name__
         for key, length in self.seq_len.items():
-            if length is not None and (not isinstance(length, int)
-                                       or length < 1):
-                raise ValueError(f'seq_len for {key!r} must be a positive '
-                                 f'int or None, got {length!r}.')
+            if length is not None:
+                check_number(name, f'seq_len[{key!r}]', length, 1,
+                             integer=True)
+        check_number(name, 'pad_value', pad_value, -np.inf, np.inf)
         if pad_side not in _PAD_SIDES:
             raise ValueError(
                 f'pad_side must be one of {_PAD_SIDES}, got {pad_side!r}.')
         self.pad_value = float(pad_value)
         self.pad_side = pad_side
+        self._warned = False
+
+    def count_truncated(
+        self, lengths: Dict[str, np.ndarray]
+    ) -> Dict[str, Tuple[int, int]]:
+        """How many samples lose valid steps, per modality.
+
+        Args:
+            lengths (dict[str, np.ndarray]): (N,) valid steps per modality.
+
+        Returns:
+            dict[str, tuple[int, int]]: Modality -> (number of samples cut,
+            ``seq_len``), for the modalities that lose steps.
+        """
+        out = {}
+        for key, target in self.seq_len.items():
+            if target is None or key not in lengths:
+                continue
+            count = int((np.asarray(lengths[key]) > target).sum())
+            if count:
+                out[key] = (count, target)
+        return out
 
     @staticmethod
     def _where(results: Dict) -> str:
@@ -114,9 +146,11 @@ class PadSequenceFeatures(BaseTransform):
 
         Returns:
             dict: ``results`` with ``(V, L, D)`` float32 arrays and clipped
-            ``seq_lengths``.
+            ``valid_lengths``.
         """
-        seq_lengths = results.get('seq_lengths')
+        lengths_key = ('seq_lengths' if 'valid_lengths' not in results
+                       and 'seq_lengths' in results else 'valid_lengths')
+        seq_lengths = results.get(lengths_key)
         for key in self.keys:
             if key not in results:
                 raise KeyError(
@@ -132,9 +166,19 @@ class PadSequenceFeatures(BaseTransform):
                     f'must have shape (L, D) or (V, L, D), got {feat.shape}.')
             length = self.seq_len[key]
             results[key] = self._pad_one(feat, length)
+            valid = feat.shape[1]
             if isinstance(seq_lengths, dict) and key in seq_lengths:
-                new_len = results[key].shape[1]
-                seq_lengths[key] = int(min(seq_lengths[key], new_len))
+                valid = seq_lengths[key]
+                seq_lengths[key] = int(min(valid, results[key].shape[1]))
+            if length is not None and valid > length and not self._warned:
+                self._warned = True
+                print_log(
+                    f'{type(self).__name__}: seq_len={length} cuts {key!r} '
+                    f'of {self._where(results)} from {valid} valid steps '
+                    f'(and maybe other samples; the dataset logs the '
+                    f'count). Set seq_len to None to keep every step.',
+                    logger='current',
+                    level=logging.WARNING)
         return results
 
     def __repr__(self) -> str:

@@ -1,5 +1,7 @@
-from .hierarchy_encoder import CLCRHierarchyEncoder, LevelAligner, ModalityEncoder
+from .bert_encoder import BertTextEncoder
+from .hierarchy_encoder import (CLCRHierarchyEncoder, LevelAligner,
+                                ModalityEncoder)
 from .temporal_encoder import TemporalConvEncoder
 
-__all__ = ['CLCRHierarchyEncoder', 'LevelAligner', 'ModalityEncoder',
-           'TemporalConvEncoder']
+__all__ = ['BertTextEncoder', 'CLCRHierarchyEncoder', 'LevelAligner',
+           'ModalityEncoder', 'TemporalConvEncoder']

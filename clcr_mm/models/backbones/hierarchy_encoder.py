@@ -18,6 +18,7 @@ from mmengine.runner import CheckpointLoader
 
 from clcr_mm.registry import MODELS
 from ..utils import LEVELS, check_modalities
+from .temporal_encoder import steps_mask
 
 # How a modality's input and taps are laid out:
 #   'video'   : input (B, C, T, H, W); taps (B, C, t, h, w) from 3D
@@ -61,18 +62,58 @@ class LevelAligner(nn.Module):
     def num_tokens(self) -> int:
         return self.pos_embed.shape[1]
 
-    def forward(self, tap: torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                tap: torch.Tensor,
+                step_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Pool, project and embed.
 
         Args:
             tap (Tensor): Tap in canonical layout (B, C, T, H, W).
+            step_mask (Tensor, optional): (B, T) bool, True for valid time
+                steps. Each token then averages only the valid steps of its
+                pooling window (a token whose window holds none pools to 0
+                and is flagged invalid by :meth:`token_mask`).
 
         Returns:
             Tensor: Tokens of shape (B, N, d).
         """
-        pooled = F.adaptive_avg_pool3d(tap, self.grid)
+        if step_mask is None:
+            pooled = F.adaptive_avg_pool3d(tap, self.grid)
+        else:
+            # avg(x * m) / avg(m) over the same adaptive windows is the mean
+            # of the valid steps of each window.
+            weight = self._window_weight(step_mask, tap)
+            pooled = F.adaptive_avg_pool3d(
+                tap * self._steps(step_mask, tap), self.grid) / (
+                    weight.clamp_min(1e-6))
         tokens = pooled.flatten(2).transpose(1, 2)
         return self.norm(self.proj(tokens)) + self.pos_embed
+
+    @staticmethod
+    def _steps(step_mask: torch.Tensor, tap: torch.Tensor) -> torch.Tensor:
+        """(B, T) bool -> (B, 1, T, H, W) in the tap's dtype."""
+        mask = step_mask.to(tap.dtype)[:, None, :, None, None]
+        return mask.expand(-1, -1, -1, *tap.shape[3:])
+
+    def _window_weight(self, step_mask: torch.Tensor,
+                       tap: torch.Tensor) -> torch.Tensor:
+        """(B, 1, t, h, w) fraction of valid steps in each token window."""
+        return F.adaptive_avg_pool3d(self._steps(step_mask, tap), self.grid)
+
+    def token_mask(self, step_mask: torch.Tensor,
+                   tap_shape: Sequence[int]) -> torch.Tensor:
+        """Which tokens pool at least one valid step.
+
+        Args:
+            step_mask (Tensor): (B, T) bool valid time steps of the tap.
+            tap_shape (Sequence[int]): Shape (B, C, T, H, W) of the tap.
+
+        Returns:
+            Tensor: (B, N) bool, True for valid tokens.
+        """
+        probe = step_mask.new_zeros((), dtype=torch.float32).expand(
+            tap_shape[0], 1, *tap_shape[2:])
+        return self._window_weight(step_mask, probe).flatten(1) > 0
 
 
 class ModalityEncoder(nn.Module):
@@ -159,14 +200,24 @@ class ModalityEncoder(nn.Module):
             load_pretrained(self.backbone, self.pretrained,
                             self.pretrained_prefix, self.name)
 
-    def forward(self, x: torch.Tensor) -> List[torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor,
+        lengths: Optional[torch.Tensor] = None
+    ) -> Tuple[List[torch.Tensor], Optional[List[torch.Tensor]]]:
         """Run the backbone and return its taps in canonical layout.
 
         Args:
             x (Tensor): Input of this modality's layout (see ``LAYOUTS``).
+            lengths (Tensor, optional): (B,) valid input steps, for the
+                ``'sequence'`` layout only. The backbone must accept
+                ``lengths`` in ``forward`` and give each tap's valid steps
+                through ``tap_lengths(lengths)`` (as
+                :class:`TemporalConvEncoder` does).
 
         Returns:
-            list[Tensor]: Shallow, mid and deep taps, each (B, C, T, H, W).
+            tuple: Shallow, mid and deep taps, each (B, C, T, H, W), and,
+            with ``lengths``, their (B, T) bool valid-step masks (else None).
         """
         expected_dim = dict(video=5, image=4, sequence=3)[self.layout]
         if x.dim() != expected_dim:
@@ -181,7 +232,11 @@ class ModalityEncoder(nn.Module):
         elif self.image_as_clip:
             x = x.unsqueeze(2)
         self._tapped.clear()
-        self.backbone(x)
+        if lengths is None:
+            self.backbone(x)
+        else:
+            self._check_lengths(lengths, batch)
+            self.backbone(x, lengths=lengths)
         taps = []
         for tap, channels in zip(self.taps, self.tap_channels):
             out = self._tapped[tap]
@@ -189,7 +244,31 @@ class ModalityEncoder(nn.Module):
                 out = out[0]
             taps.append(self._canonical(out, tap, channels, batch, frames))
         self._tapped.clear()  # do not keep activations alive
-        return taps
+        if lengths is None:
+            return taps, None
+        tap_lengths = self.backbone.tap_lengths(lengths.to(x.device))
+        step_masks = [
+            steps_mask(tap_lengths[tap].to(out.device), out.shape[2])
+            for tap, out in zip(self.taps, taps)
+        ]
+        return taps, step_masks
+
+    def _check_lengths(self, lengths: torch.Tensor, batch: int) -> None:
+        """Fail clearly when lengths cannot apply to this modality."""
+        if self.layout != 'sequence':
+            raise ValueError(
+                f'modality {self.name!r}: valid lengths apply to the '
+                f"'sequence' layout only, not {self.layout!r}")
+        if not hasattr(self.backbone, 'tap_lengths'):
+            raise TypeError(
+                f'modality {self.name!r}: the backbone '
+                f'{type(self.backbone).__name__} cannot honour valid '
+                'lengths (it has no tap_lengths method); use '
+                'TemporalConvEncoder or BertTextEncoder')
+        if tuple(lengths.shape) != (batch, ):
+            raise ValueError(
+                f'modality {self.name!r}: lengths must have shape '
+                f'({batch},), got {tuple(lengths.shape)}')
 
     def _canonical(self, out: torch.Tensor, tap: str, channels: int,
                    batch: int, frames: int) -> torch.Tensor:
@@ -383,30 +462,107 @@ class CLCRHierarchyEncoder(BaseModule):
                      for a in self.aligners[modality])
 
     def forward(
-        self, inputs: Dict[str, torch.Tensor]
+        self,
+        inputs: Optional[Dict[str, torch.Tensor]] = None,
+        lengths: Optional[Dict[str, torch.Tensor]] = None,
+        **modality_inputs: torch.Tensor
     ) -> Dict[str, Dict[str, torch.Tensor]]:
         """Encode every modality into three aligned levels.
 
         Args:
-            inputs (dict[str, Tensor]): Per modality, a batch in that
-                modality's layout (no view dim).
+            inputs (dict[str, Tensor], optional): Per modality, a batch in
+                that modality's layout (no view dim).
+            **modality_inputs (Tensor): The same, one keyword per modality,
+                as mmaction2's ``MMRecognizer3D`` calls
+                ``backbone(**inputs)``; instead of ``inputs``.
+            lengths (dict[str, Tensor], optional): Per ``'sequence'``
+                modality, (B,) valid steps. Steps past them do not affect
+                any token, and :meth:`token_masks` then flags the tokens
+                that cover padding only. Modalities left out use all steps.
 
         Returns:
             dict[str, dict[str, Tensor]]: ``levels[level][modality]`` tokens
             of shape (B, N_m^l, d), for every level in ``self.levels``.
         """
+        if (inputs is None) == (not modality_inputs):
+            raise TypeError(
+                f'{type(self).__name__} takes its modalities either as one '
+                'dict or as keywords (backbone(**inputs)), not both or '
+                'neither')
+        inputs = modality_inputs if inputs is None else inputs
         check_modalities(inputs, self.modalities, type(self).__name__)
+        lengths = dict(lengths or {})
+        unknown = set(lengths) - set(self.modalities)
+        if unknown:
+            raise KeyError(f'lengths given for {sorted(unknown)}, which are '
+                           f'not among the modalities {self.modalities}')
         levels: Dict[str, Dict[str, torch.Tensor]] = {
             l: {}
             for l in self.levels
         }
+        token_masks: Dict[str, Dict[str, torch.Tensor]] = {
+            l: {}
+            for l in self.levels
+        }
         for m_idx, name in enumerate(self.modalities):
-            taps = self.encoders[name](inputs[name])
+            taps, step_masks = self.encoders[name](inputs[name],
+                                                   lengths.get(name))
             for l_idx, (level, tap, aligner) in enumerate(
                     zip(LEVELS, taps, self.aligners[name])):
                 if aligner is None:
                     continue
+                step_mask = None if step_masks is None else step_masks[l_idx]
                 levels[level][name] = (
-                    aligner(tap) + self.level_embed[l_idx] +
+                    aligner(tap, step_mask) + self.level_embed[l_idx] +
                     self.modality_embed[m_idx])
+                if step_mask is not None:
+                    mask = aligner.token_mask(step_mask, tap.shape)
+                    # a sample with no valid step (length 0: the modality is
+                    # missing and masked anyway) keeps its first token, so
+                    # every attention has a key to attend to
+                    mask[:, 0] |= ~mask.any(1)
+                    token_masks[level][name] = mask
+        batch = next(iter(levels[self.levels[0]].values())).shape[0]
+        for l_idx, level in enumerate(LEVELS):
+            if level not in self.levels:
+                continue
+            for name in self.modalities:
+                if name not in token_masks[level]:
+                    token_masks[level][name] = torch.ones(
+                        batch,
+                        self.aligners[name][l_idx].num_tokens,
+                        dtype=torch.bool,
+                        device=self.level_embed.device)
+        # kept for token_masks(): the valid tokens depend on the padded
+        # lengths of this batch, which ``lengths`` alone does not give
+        self._last_token_masks = (lengths, token_masks)
         return levels
+
+    def token_masks(
+        self, lengths: Optional[Dict[str, torch.Tensor]]
+    ) -> Dict[str, Dict[str, torch.Tensor]]:
+        """Valid tokens of the last :meth:`forward` call.
+
+        The token grid pools windows of the padded sequence, so which tokens
+        are valid depends on the padded length as well; :meth:`forward`
+        computes the masks and this returns them.
+
+        Args:
+            lengths (dict[str, Tensor], optional): The ``lengths`` given to
+                that forward call (checked, to catch a stale call).
+
+        Returns:
+            dict[str, dict[str, Tensor]]: ``masks[level][modality]`` of shape
+            (B, N_m^l) bool, True for tokens that pool at least one valid
+            step; all True for modalities without lengths. Every sample keeps
+            at least one valid token per level and modality.
+        """
+        last = getattr(self, '_last_token_masks', None)
+        lengths = dict(lengths or {})
+        if last is None or set(last[0]) != set(lengths) or any(
+                last[0][m] is not v and not torch.equal(
+                    last[0][m].cpu(), v.cpu()) for m, v in lengths.items()):
+            raise RuntimeError(
+                'token_masks(lengths) must follow forward(inputs, lengths) '
+                'with the same lengths')
+        return last[1]

@@ -1,12 +1,59 @@
 """A light temporal encoder for feature sequences (text, audio, vision
 features of CMU-MOSI / MOSEI)."""
-from typing import Optional
+import math
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
+
+Number = Union[int, float]
+
+
+def check_number(owner: str,
+                 field: str,
+                 value: Number,
+                 low: Number,
+                 high: Number = math.inf,
+                 integer: bool = False,
+                 low_open: bool = False,
+                 high_open: bool = False) -> None:
+    """Raise a ValueError naming ``owner.field`` and the allowed range.
+
+    Used at build time so a bad config value fails at once with a message,
+    not later as a reshape error deep inside a forward pass.
+
+    Args:
+        owner (str): Module or transform name, for the message.
+        field (str): Config field name.
+        value (int | float): The value to check.
+        low (int | float): Lower bound.
+        high (int | float): Upper bound. Defaults to infinity.
+        integer (bool): The value must be an int. Defaults to False.
+        low_open (bool): Exclude ``low``. Defaults to False.
+        high_open (bool): Exclude ``high``. Defaults to False.
+    """
+    kind = 'an int' if integer else 'a number'
+    is_number = isinstance(value, int if integer else (int, float))
+    if (not is_number or isinstance(value, bool)
+            or not math.isfinite(value)):
+        ok = False
+    else:
+        ok = ((value > low if low_open else value >= low)
+              and (value < high if high_open else value <= high))
+    if not ok:
+        interval = (('(' if low_open else '[') + f'{low}, {high}' +
+                    (')' if high_open or high == math.inf else ']'))
+        raise ValueError(f'{owner}: {field} must be {kind} in {interval}, '
+                         f'got {value!r}')
+
+
+def steps_mask(lengths: torch.Tensor, num_steps: int) -> torch.Tensor:
+    """(B,) valid lengths -> (B, num_steps) bool, True for valid steps."""
+    steps = torch.arange(num_steps, device=lengths.device)
+    return steps[None] < lengths[:, None]
 
 
 class TemporalConvBlock(nn.Module):
@@ -29,6 +76,7 @@ class TemporalConvBlock(nn.Module):
                  stride: int = 1,
                  dropout: float = 0.1) -> None:
         super().__init__()
+        self.stride = stride
         self.conv = nn.Conv1d(
             in_channels,
             out_channels,
@@ -42,21 +90,38 @@ class TemporalConvBlock(nn.Module):
             nn.Identity() if in_channels == out_channels and stride == 1 else
             nn.Conv1d(in_channels, out_channels, 1, stride=stride))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C_in, L) -> (B, C_out, L // stride)."""
-        return self.skip(x) + self.drop(self.act(self.norm(self.conv(x))))
+    def forward(self,
+                x: torch.Tensor,
+                lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, C_in, L) -> (B, C_out, ceil(L / stride)).
+
+        Args:
+            x (Tensor): Input (B, C_in, L), zero after each valid length.
+            lengths (Tensor, optional): (B,) valid steps of the *output*.
+                Steps past them are set to 0, so the next block (and the
+                taps) never see values computed from padding.
+        """
+        out = self.skip(x) + self.drop(self.act(self.norm(self.conv(x))))
+        if lengths is not None:
+            out = out * steps_mask(lengths, out.shape[-1]).unsqueeze(1)
+        return out
 
 
 @MODELS.register_module()
 class TemporalConvEncoder(BaseModule):
     """Three-layer temporal encoder; tap ``layers.0/1/2`` for the levels.
 
+    With ``lengths``, steps past each sample's valid length are zeroed at
+    the input and after every layer, so the output does not depend on what
+    the padding holds (a kernel at the edge sees zeros, as at the end of an
+    unpadded sequence).
+
     Args:
         in_channels (int): Feature dimension D of the input sequence.
         channels (int): Width of every layer. Defaults to 128.
         strides (tuple[int]): Temporal stride of each layer. Defaults to
             (1, 2, 2): lexical/frame cues, then phrase, then utterance spans.
-        kernel_size (int): Temporal kernel size. Defaults to 3.
+        kernel_size (int): Temporal kernel size (odd). Defaults to 3.
         dropout (float): Dropout in each block. Defaults to 0.1.
         init_cfg (dict, optional): mmengine init config. Defaults to None.
     """
@@ -64,24 +129,70 @@ class TemporalConvEncoder(BaseModule):
     def __init__(self,
                  in_channels: int,
                  channels: int = 128,
-                 strides: tuple = (1, 2, 2),
+                 strides: Sequence[int] = (1, 2, 2),
                  kernel_size: int = 3,
                  dropout: float = 0.1,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        name = type(self).__name__
+        check_number(name, 'in_channels', in_channels, 1, integer=True)
+        check_number(name, 'channels', channels, 1, integer=True)
+        if isinstance(strides, int) or not strides:
+            raise ValueError(f'{name}: strides must be a non-empty sequence '
+                             f'of ints >= 1, got {strides!r}')
+        for i, stride in enumerate(strides):
+            check_number(name, f'strides[{i}]', stride, 1, integer=True)
+        check_number(name, 'kernel_size', kernel_size, 1, integer=True)
+        if kernel_size % 2 == 0:
+            raise ValueError(f'{name}: kernel_size must be odd (the output '
+                             f'keeps the input grid), got {kernel_size}')
+        check_number(name, 'dropout', dropout, 0, 1, high_open=True)
+        self.strides = tuple(strides)
         widths = [in_channels] + [channels] * len(strides)
-        self.layers = nn.Sequential(*[
+        self.layers = nn.ModuleList([
             TemporalConvBlock(widths[i], widths[i + 1], kernel_size, s,
                               dropout) for i, s in enumerate(strides)
         ])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def tap_lengths(self, lengths: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Valid steps of every layer's output.
+
+        Args:
+            lengths (Tensor): (B,) valid input steps.
+
+        Returns:
+            dict[str, Tensor]: ``'layers.i'`` -> (B,) long valid steps of
+            that layer's output: a stride-s layer keeps output step j when
+            its centre j*s is a valid input step, i.e. ceil(len / s).
+        """
+        out = {}
+        for i, stride in enumerate(self.strides):
+            lengths = torch.div(lengths + stride - 1, stride,
+                                rounding_mode='floor')
+            out[f'layers.{i}'] = lengths
+        return out
+
+    def forward(self,
+                x: torch.Tensor,
+                lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Encode a batch of sequences.
 
         Args:
             x (Tensor): Sequences of shape (B, L, D).
+            lengths (Tensor, optional): (B,) valid steps per sample; None
+                treats every step as valid.
 
         Returns:
             Tensor: Deepest features of shape (B, C, L'), channels first.
         """
-        return self.layers(x.transpose(1, 2))
+        x = x.transpose(1, 2)
+        if lengths is None:
+            for layer in self.layers:
+                x = layer(x)
+            return x
+        lengths = lengths.to(device=x.device, dtype=torch.long)
+        x = x * steps_mask(lengths, x.shape[-1]).unsqueeze(1).to(x.dtype)
+        for layer, layer_lengths in zip(self.layers,
+                                        self.tap_lengths(lengths).values()):
+            x = layer(x, layer_lengths)
+        return x

@@ -120,8 +120,8 @@ def _unbiased_hsic(gram_x: torch.Tensor, gram_y: torch.Tensor,
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor,
                present: torch.Tensor) -> torch.Tensor:
-    """Debiased linear CKA between (..., B, d) features over the present
-    samples: about 0 when the features are independent across samples (also
+    """Debiased CKA (cosine kernel) between (..., B, d) features over the
+    present samples: about 0 when the features are independent across samples (also
     when B < d, where the plain estimator is biased far above 0), 1 when one
     is an orthogonal transform of the other. A batch-level independence
     measure (normalised HSIC), blind to constant offsets. Zero when fewer
@@ -135,14 +135,16 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor,
         Tensor: (..., ), clamped at 0 from below.
     """
     weight = present.to(x.dtype).unsqueeze(-1)
-    x, y = x * weight, y * weight
+    # unit rows: the kernel (cosine) cannot overflow whatever the scale
+    x, y = F.normalize(x, dim=-1) * weight, F.normalize(y, dim=-1) * weight
     count = weight.sum((-2, -1))
     num = count.clamp(min=4)
     gram_x, gram_y = x @ x.transpose(-1, -2), y @ y.transpose(-1, -2)
     hsic_xy = _unbiased_hsic(gram_x, gram_y, num)
     norm = (_unbiased_hsic(gram_x, gram_x, num) *
             _unbiased_hsic(gram_y, gram_y, num)).clamp(min=1e-12).sqrt()
-    return (hsic_xy / norm).clamp(min=0) * (count >= 4).to(x.dtype)
+    cka = (hsic_xy / norm).clamp(min=0)
+    return torch.where(count >= 4, cka, torch.zeros_like(cka))
 
 
 def _centred(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

@@ -2,9 +2,10 @@ from .baseline_fusion import ConcatFusion, LateFusion
 from .inter_cad import InterCAD
 from .intra_ced import (IntraCED, TokenBudget, factorisation_layers,
                         feed_forward, gate_bias)
+from .mmaction_necks import CLCRFusionNeck, clcr_regularisers
 
 __all__ = [
     'IntraCED', 'TokenBudget', 'factorisation_layers', 'feed_forward',
     'gate_bias', 'InterCAD',
-    'ConcatFusion', 'LateFusion'
+    'ConcatFusion', 'LateFusion', 'CLCRFusionNeck', 'clcr_regularisers'
 ]

@@ -1,5 +1,5 @@
 """Baseline fusions on the same hierarchy encoder, for honest comparison."""
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -7,6 +7,8 @@ from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
 from ..utils import LEVELS, masked_mean, modality_presence
+
+TokenMasks = Dict[str, Dict[str, torch.Tensor]]
 
 
 class _PooledLevel(BaseModule):
@@ -32,10 +34,26 @@ class _PooledLevel(BaseModule):
         self.modalities = tuple(modalities)
         self.level = level
 
-    def pooled(self, levels: Dict[str, Dict[str, torch.Tensor]],
-               modality_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """Return (B, M, d) pooled features and (B, M) presence."""
+    def pooled(
+        self,
+        levels: Dict[str, Dict[str, torch.Tensor]],
+        modality_mask: Optional[torch.Tensor],
+        token_masks: Optional[TokenMasks] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Pool every modality's tokens of the fused level.
+
+        Args:
+            levels (dict): ``levels[level][modality]`` tokens (B, N, d).
+            modality_mask (Tensor, optional): (B, M) bool presence.
+            token_masks (dict, optional): ``token_masks[level][modality]``
+                (B, N) bool, True for valid tokens; only those are pooled.
+
+        Returns:
+            tuple[Tensor, Tensor]: (B, M, d) pooled features and (B, M)
+            presence.
+        """
         tokens = levels[self.level]
+        valid = (token_masks or {}).get(self.level, {})
         first = tokens[self.modalities[0]]
         if first.shape[-1] != self.embed_dims:
             raise ValueError(
@@ -44,7 +62,7 @@ class _PooledLevel(BaseModule):
         present = modality_presence(modality_mask, self.modalities,
                                     first.shape[0], first.device)
         feats = torch.stack([
-            masked_mean(tokens[m], present[:, i])
+            masked_mean(tokens[m], present[:, i], valid.get(m))
             for i, m in enumerate(self.modalities)
         ], 1)
         return feats, present
@@ -72,10 +90,13 @@ class ConcatFusion(_PooledLevel):
             nn.Linear(len(self.modalities) * embed_dims, out_channels),
             nn.LayerNorm(out_channels))
 
-    def forward(self, levels: Dict[str, Dict[str, torch.Tensor]],
-                modality_mask: Optional[torch.Tensor] = None) -> dict:
-        """Returns ``dict(feat=(B, D))``."""
-        feats, _ = self.pooled(levels, modality_mask)
+    def forward(self,
+                levels: Dict[str, Dict[str, torch.Tensor]],
+                modality_mask: Optional[torch.Tensor] = None,
+                token_masks: Optional[TokenMasks] = None) -> dict:
+        """Returns ``dict(feat=(B, D))``; see :meth:`pooled` for the
+        arguments."""
+        feats, _ = self.pooled(levels, modality_mask, token_masks)
         return dict(feat=self.proj(feats.flatten(1)))
 
 
@@ -84,8 +105,11 @@ class LateFusion(_PooledLevel):
     """Late fusion: pooled features per modality, classified separately by
     :class:`LateFusionHead`, whose logits are averaged."""
 
-    def forward(self, levels: Dict[str, Dict[str, torch.Tensor]],
-                modality_mask: Optional[torch.Tensor] = None) -> dict:
-        """Returns ``dict(modality_feats=(B, M, d), present=(B, M))``."""
-        feats, present = self.pooled(levels, modality_mask)
+    def forward(self,
+                levels: Dict[str, Dict[str, torch.Tensor]],
+                modality_mask: Optional[torch.Tensor] = None,
+                token_masks: Optional[TokenMasks] = None) -> dict:
+        """Returns ``dict(modality_feats=(B, M, d), present=(B, M))``; see
+        :meth:`pooled` for the arguments."""
+        feats, present = self.pooled(levels, modality_mask, token_masks)
         return dict(modality_feats=feats, present=present)

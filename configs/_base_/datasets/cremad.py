@@ -4,8 +4,9 @@
 # Prepare (once): python tools/data/cremad/prepare.py --root data/cremad
 # which writes data/cremad/{train,val,test}_list.txt with lines
 # "VideoFlash/x.flv AudioWAV/x.wav label" (a seeded 6698/744 random split,
-# or your split files; val = test unless asked otherwise, since the
-# literature has no validation set) and classes.txt.
+# or your split files; val is held out of the training part, 10 % seeded
+# and stratified by emotion, so checkpoints are picked on it and the test
+# split is for the final number only) and classes.txt.
 #
 # Inputs per sample (literature practice: OGM-GE, PMR, MMPareto train a
 # ResNet-18 per modality from scratch on 1-3 frames + the speech):
@@ -19,11 +20,10 @@
 #                                      speech is zero-padded; the log-mel
 #                                      of Kinetics-Sounds (25 ms window,
 #                                      10 ms hop, 128 mel bins).
-# Video is decoded with Decord (mmaction2's default backend): PyAV's
-# PyAVInit takes the frame count from the container header, which FLV does
-# not have (it reports 0 frames), and would sample the wrong frames; Decord
-# counts frames from the stream index. The prepare tool and CheckVideo
-# decode the .flv (flv1 codec) with PyAV to find corrupt files.
+# Video is decoded with PyAV as for Kinetics-Sounds (CheckedPyAVInit counts
+# the frames of an .flv, whose header has no count; a damaged file is an
+# error naming it). The prepare tool decodes every .flv (flv1 codec) and wav
+# to the end to find corrupt or truncated files before training.
 #
 # Only the paths, the frame count and the audio window differ from
 # Kinetics-Sounds; everything else is inherited from it.
@@ -41,12 +41,14 @@ av_clip_duration = 3.0
 train_pipeline = [
     dict(
         type='KeyMapper',
-        remapping=dict(imgs='rgb', img_shape='img_shape'),
+        remapping=dict(
+            imgs='rgb',
+            img_shape='img_shape',
+            modality_mask='modality_mask'),
         transforms=[
-            dict(type='CheckVideo'),
-            dict(type='DecordInit'),
+            dict(type='CheckedPyAVInit'),
             dict(type='UniformSample', clip_len=av_num_frames, num_clips=1),
-            dict(type='DecordDecode'),
+            dict(type='CheckedPyAVDecode'),
             # torchvision's RandomResizedCrop(224) + flip, as in OGM-GE.
             dict(type='RandomResizedCrop'),
             dict(
@@ -67,16 +69,18 @@ train_pipeline = [
 val_pipeline = [
     dict(
         type='KeyMapper',
-        remapping=dict(imgs='rgb', img_shape='img_shape'),
+        remapping=dict(
+            imgs='rgb',
+            img_shape='img_shape',
+            modality_mask='modality_mask'),
         transforms=[
-            dict(type='CheckVideo'),
-            dict(type='DecordInit'),
+            dict(type='CheckedPyAVInit'),
             dict(
                 type='UniformSample',
                 clip_len=av_num_frames,
                 num_clips=1,
                 test_mode=True),
-            dict(type='DecordDecode'),
+            dict(type='CheckedPyAVDecode'),
             dict(type='Resize', scale=(-1, 256)),
             dict(type='CenterCrop', crop_size={{_base_.av_crop_size}}),
             dict(type='FormatShape', input_format='NCTHW'),

@@ -18,10 +18,15 @@
 #                                      literature's 257 x 1004 linear
 #                                      spectrogram covers the same 10 s at
 #                                      the same frame rate.
-# Video is decoded with Decord (mmaction2's default backend): PyAV's
-# PyAVInit takes the frame count from the container header, which is 0 for
-# .webm/.mkv/.flv files, and would sample the wrong frames; Decord counts
-# frames from the stream index. CheckVideo (PyAV) names a corrupt file.
+# Video is decoded with PyAV through CheckedPyAVInit/CheckedPyAVDecode
+# (clcr_mm/datasets/transforms/video.py): a damaged file becomes a
+# MediaFileError naming it, handled by the dataset's on_error ('raise' here;
+# 'skip' trains on another clip instead), where Decord can crash the loader
+# process (a truncated Kinetics download: "killed by signal: Segmentation
+# fault", no file named). They count frames from the stream's packets when
+# the header has no count (.webm/.mkv/.flv), which mmaction2's PyAVInit
+# does not. Labels are checked against num_classes (set to the head's by
+# the top config) when the dataset is built.
 #
 # Loader layout (AudioVisualDataset on {train,val,test}_list.txt and
 # classes.txt, PackMultiModalInputs keys, AccMetric) is the synthetic
@@ -45,16 +50,20 @@ av_log_mel = dict(
     out_key='audio')
 
 # mmaction's video transforms run inside mmcv's KeyMapper on their usual
-# `imgs` key; only the frames (as `rgb`) and `img_shape` come out.
+# `imgs` key; only the frames (as `rgb`), `img_shape` and the modality mask
+# (rgb present; False for a damaged video under
+# CheckedPyAVInit/CheckedPyAVDecode(on_error='zero')) come out.
 train_pipeline = [
     dict(
         type='KeyMapper',
-        remapping=dict(imgs='rgb', img_shape='img_shape'),
+        remapping=dict(
+            imgs='rgb',
+            img_shape='img_shape',
+            modality_mask='modality_mask'),
         transforms=[
-            dict(type='CheckVideo'),
-            dict(type='DecordInit'),
+            dict(type='CheckedPyAVInit'),
             dict(type='UniformSample', clip_len=av_num_frames, num_clips=1),
-            dict(type='DecordDecode'),
+            dict(type='CheckedPyAVDecode'),
             # torchvision's RandomResizedCrop(224) + flip, as in OGM-GE.
             dict(type='RandomResizedCrop'),
             dict(
@@ -72,16 +81,18 @@ train_pipeline = [
 val_pipeline = [
     dict(
         type='KeyMapper',
-        remapping=dict(imgs='rgb', img_shape='img_shape'),
+        remapping=dict(
+            imgs='rgb',
+            img_shape='img_shape',
+            modality_mask='modality_mask'),
         transforms=[
-            dict(type='CheckVideo'),
-            dict(type='DecordInit'),
+            dict(type='CheckedPyAVInit'),
             dict(
                 type='UniformSample',
                 clip_len=av_num_frames,
                 num_clips=1,
                 test_mode=True),
-            dict(type='DecordDecode'),
+            dict(type='CheckedPyAVDecode'),
             dict(type='Resize', scale=(-1, 256)),
             dict(type='CenterCrop', crop_size=av_crop_size),
             dict(type='FormatShape', input_format='NCTHW'),

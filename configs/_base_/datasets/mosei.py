@@ -1,15 +1,13 @@
 # CMU-MOSEI sentiment regression on the MMSA feature pickles
 # (see tools/data/mmsa/README.md). Text: BERT (768), audio: COVAREP (74),
 # vision: Facet (35). Every modality becomes a (1, L, D) float32 tensor.
-# Everything else (aligned_50.pkl, 50 steps per modality, pipeline, loaders,
-# metric) is MOSI's; only the paths, feature widths and the handling of
-# non-finite values differ.
+# Everything else (aligned_50.pkl, every stored step kept, valid lengths,
+# pipeline, loaders, metric) is MOSI's; only the paths, feature widths and
+# the handling of non-finite values differ. Unaligned (audio 500, vision
+# 500 steps): configs/clcr_mosei_unaligned.py.
 _base_ = ['./mosi.py']
 
 data_root = 'data/mosei'
-# For 'unaligned_50.pkl' (audio 500, vision 500 steps) set ann_file and the
-# seq_len of PadSequenceFeatures in all three pipelines: mosi.py builds the
-# pipelines from its own mmsa_seq_len, which is not re-read here.
 mmsa_feat_dims = dict(audio=74, vision=35)  # text: BERT 768, as in MOSI
 
 mmsa_dataset_common = dict(

@@ -3,13 +3,16 @@
 # vision: Facet (20). Every modality becomes a (1, L, D) float32 tensor.
 dataset_type = 'MMSAFeatureDataset'
 data_root = 'data/mosi'
-# 'aligned_50.pkl': all modalities word-aligned to 50 steps.
-# For 'unaligned_50.pkl' (audio 375, vision 500 steps) raise mmsa_seq_len
-# below, or set it to None to keep the stored lengths.
+# 'aligned_50.pkl': all modalities word-aligned to 50 steps;
+# 'unaligned_50.pkl' (audio 375, vision 500 steps): configs/clcr_mosi_
+# unaligned.py. Every stored step is kept (seq_len=None) and each sample's
+# valid lengths (audio_lengths, vision_lengths, the text_bert mask) travel
+# as 'valid_lengths', from which the model masks the padding. An int
+# seq_len cuts longer sequences, with a warning and a logged count.
 ann_file = 'aligned_50.pkl'
 mmsa_modalities = dict(text='text', audio='audio', vision='vision')
 mmsa_feat_dims = dict(text=768, audio=5, vision=20)
-mmsa_seq_len = dict(text=50, audio=50, vision=50)
+mmsa_seq_len = None
 mmsa_keys = tuple(mmsa_modalities)
 
 mmsa_pipeline = [
@@ -18,7 +21,7 @@ mmsa_pipeline = [
         type='PackMultiModalInputs',
         collect_keys=mmsa_keys,
         algorithm_keys=('modality_mask', ),
-        meta_keys=('sample_id', 'seq_lengths', 'zero_filled'))
+        meta_keys=('sample_id', 'valid_lengths', 'zero_filled'))
 ]
 train_pipeline = mmsa_pipeline
 val_pipeline = mmsa_pipeline

@@ -18,22 +18,31 @@
 # to RGB and flow together (LoadRGBFlowFrames puts both in one list, see
 # clcr_mm/datasets/transforms/rawframes.py); a flip negates flow-x.
 #
-# Splits: `split` below picks the official split (1, 2, 3). The annotation
-# file names are computed from it here, so a child config that changes the
-# split must also redefine them, e.g.
+# Splits: `split` below picks the official split (1, 2, 3). Training uses
+# its training list without 3 held-out groups (subtrain); the best
+# checkpoint is picked on those groups (subval, drawn with a seed by the
+# prepare tool); the official test list (mmaction2's "val" list name) is for
+# the final number only. The annotation file names are computed from
+# `split` here, so a child config that changes the split must also
+# redefine them, e.g.
 #   split = 2
 #   train_dataloader = dict(dataset=dict(
-#       ann_file=f'ucf101_train_split_{split}_rawframes.txt'))
+#       ann_file=f'ucf101_subtrain_split_{split}_rawframes.txt'))
 #   val_dataloader = dict(dataset=dict(
+#       ann_file=f'ucf101_subval_split_{split}_rawframes.txt'))
+#   test_dataloader = dict(dataset=dict(
 #       ann_file=f'ucf101_val_split_{split}_rawframes.txt'))
-#   test_dataloader = val_dataloader
-dataset_type = 'RawframeDataset'
+#
+# mmaction2's RawframeDataset with every list line checked at build time
+# (label within num_classes, the head's; UTF-8; frame count), naming the file
+# and line (clcr_mm/datasets/rawframe_dataset.py).
+dataset_type = 'CheckedRawframeDataset'
 data_root = 'data/ucf101'
 split = 1
 num_classes = 101
 modalities = ('rgb', 'flow')
-ann_file_train = f'ucf101_train_split_{split}_rawframes.txt'
-ann_file_val = f'ucf101_val_split_{split}_rawframes.txt'
+ann_file_train = f'ucf101_subtrain_split_{split}_rawframes.txt'
+ann_file_val = f'ucf101_subval_split_{split}_rawframes.txt'
 ann_file_test = f'ucf101_val_split_{split}_rawframes.txt'
 
 clip_len = 8  # T, RGB frames per clip
@@ -124,6 +133,7 @@ train_dataloader = dict(
         filename_tmpl='img_{:05d}.jpg',
         modality='RGB',  # must stay 'RGB', see LoadRGBFlowFrames
         start_index=1,
+        num_classes=num_classes,
         pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=32,
@@ -138,6 +148,7 @@ val_dataloader = dict(
         filename_tmpl='img_{:05d}.jpg',
         modality='RGB',
         start_index=1,
+        num_classes=num_classes,
         pipeline=val_pipeline,
         test_mode=True))
 test_dataloader = dict(
@@ -153,6 +164,7 @@ test_dataloader = dict(
         filename_tmpl='img_{:05d}.jpg',
         modality='RGB',
         start_index=1,
+        num_classes=num_classes,
         pipeline=test_pipeline,
         test_mode=True))
 

@@ -33,7 +33,11 @@ import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from clcr_mm.datasets import av_prepare as avp
+# tools/ is not a package: the preparation code the tools share is
+# tools/data/av_prepare.py, imported from its folder.
+if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import av_prepare as avp  # noqa: E402
 
 NUM_CLASSES = 28
 FIELDS = ('Category', 'VideoID', 'Quality', 'StartTime', 'EndTime')
@@ -108,10 +112,10 @@ def prepare(root: str,
             split files; ``root``.
         video_dir (str, optional): Folder of the mp4s; ``<root>/AVE``.
         **probe_options: ``workers``, ``force_probe`` and ``progress`` of
-            :func:`clcr_mm.datasets.av_prepare.build_lists`.
+            :func:`av_prepare.build_lists`.
 
     Returns:
-        dict: The report of :func:`clcr_mm.datasets.av_prepare.build_lists`.
+        dict: The report of :func:`av_prepare.build_lists`.
 
     Raises:
         FileNotFoundError: An annotation file is missing.

@@ -21,9 +21,11 @@ Split, one of:
   ignored) optionally followed by ``,<EMOTION>`` -- so OGM-GE's
   ``train.csv``/``test.csv`` can be passed as they are.
 
-The val list is the test list unless ``--val-list`` or ``--val-fraction``
-(share of the training part held out) is given: the literature has no
-validation set and reports test accuracy. Writes::
+The val list, on which training picks its best checkpoint, is held out
+from the training part (``--val-fraction``, default 0.1, seeded and
+stratified by emotion; or ``--val-list``), so the test split gives the final
+number only. ``--val-fraction 0`` makes val = test, as the literature (which
+has no validation set and reports test accuracy) does. Writes::
 
     <root>/{train,val,test}_list.txt  "VideoFlash/x.flv AudioWAV/x.wav label"
     <root>/classes.txt, <root>/prepare_report.json,
@@ -40,9 +42,16 @@ import re
 import sys
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from clcr_mm.datasets import av_prepare as avp
+# tools/ is not a package: the preparation code the tools share is
+# tools/data/av_prepare.py, imported from its folder.
+if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import av_prepare as avp  # noqa: E402
 
 EMOTIONS = ('ANG', 'DIS', 'FEA', 'HAP', 'NEU', 'SAD')
+# Share of the training part held out for validation: the checkpoint is
+# picked there, so the test split stays for the final number.
+DEFAULT_VAL_FRACTION = 0.1
 STEM = re.compile(r'^(?P<actor>\d{4})_(?P<sentence>[A-Z]{3})_'
                   r'(?P<emotion>[A-Z]{3})_(?P<level>[A-Z]{1,2})$')
 AUDIO_DIR, VIDEO_DIR = 'AudioWAV', 'VideoFlash'
@@ -164,7 +173,7 @@ def prepare(root: str,
             test_list: Optional[str] = None,
             val_list: Optional[str] = None,
             test_fraction: float = 0.1,
-            val_fraction: float = 0.0,
+            val_fraction: Optional[float] = None,
             seed: int = 0,
             stratify: bool = True,
             **probe_options) -> Dict:
@@ -180,30 +189,36 @@ def prepare(root: str,
         val_list (str, optional): User split file of the val split.
         test_fraction (float): Seeded split: share of all clips held out
             for testing.
-        val_fraction (float): Share of the training part held out for
-            validation; 0 makes val = test.
+        val_fraction (float, optional): Share of the training part (the
+            seeded split's or ``train_list``'s) held out for validation,
+            seeded with ``seed + 1`` and stratified like the test split; 0
+            makes val = test. Defaults to :data:`DEFAULT_VAL_FRACTION`, or
+            0 when ``val_list`` is given.
         seed (int): Seed of the random split.
         stratify (bool): Stratify the random split by emotion.
         **probe_options: ``workers``, ``force_probe`` and ``progress`` of
-            :func:`clcr_mm.datasets.av_prepare.build_lists`.
+            :func:`av_prepare.build_lists`.
 
     Returns:
-        dict: The report of :func:`clcr_mm.datasets.av_prepare.build_lists`.
+        dict: The report of :func:`av_prepare.build_lists`.
 
     Raises:
         FileNotFoundError: A folder or split file is missing.
         AnnotationError: A malformed file name or split line, an unknown
             emotion, or a clip in two split files.
         ValueError: Only one of ``train_list``/``test_list`` given, or
-            ``val_list`` together with ``val_fraction``.
+            ``val_list`` together with ``val_fraction``, or a training
+            part too small to hold out a validation clip.
     """
     audio_dir = audio_dir or osp.join(root, AUDIO_DIR)
     video_dir = video_dir or osp.join(root, VIDEO_DIR)
     if (train_list is None) != (test_list is None):
         raise ValueError('give both --train-list and --test-list, or '
                          'neither (seeded random split)')
-    if val_list is not None and val_fraction > 0:
+    if val_list is not None and val_fraction:
         raise ValueError('give --val-list or --val-fraction, not both')
+    if val_fraction is None:
+        val_fraction = 0.0 if val_list is not None else DEFAULT_VAL_FRACTION
     # User split files are parsed first: a typo there is found before the
     # folders are scanned.
     parts: Dict[str, List[Tuple[str, str]]] = {}
@@ -223,13 +238,20 @@ def prepare(root: str,
         train, test = avp.stratified_split(stems, labels, test_fraction,
                                            seed, stratify)
         parts['test'] = [(s, wavs.get(s) or flvs[s]) for s in test]
-        if val_fraction > 0:
-            train_labels = [emotion_label(s, s) for s in train]
-            train, val = avp.stratified_split(train, train_labels,
-                                              val_fraction, seed + 1,
-                                              stratify)
-            parts['val'] = [(s, wavs.get(s) or flvs[s]) for s in val]
         parts['train'] = [(s, wavs.get(s) or flvs[s]) for s in train]
+    if val_fraction > 0:
+        source = dict(parts['train'])
+        stems = [stem for stem, _ in parts['train']]
+        if int(round(val_fraction * len(stems))) == 0:
+            raise ValueError(
+                f'{len(stems)} training clips are too few to hold out '
+                f'--val-fraction {val_fraction} for validation; pass '
+                '--val-fraction 0 (val = test) or --val-list')
+        train, val = avp.stratified_split(
+            stems, [emotion_label(s, source[s]) for s in stems],
+            val_fraction, seed + 1, stratify)
+        parts['train'] = [(s, source[s]) for s in train]
+        parts['val'] = [(s, source[s]) for s in val]
     val_is_test = 'val' not in parts
     if val_is_test:
         parts['val'] = parts['test']
@@ -262,8 +284,9 @@ def prepare(root: str,
         test_fraction=None if train_list else test_fraction,
         val_fraction=val_fraction,
         val_is_test=val_is_test,
-        seed=None if train_list else seed,
-        stratified_by_emotion=None if train_list else stratify)
+        seed=None if train_list and not val_fraction else seed,
+        stratified_by_emotion=(None if train_list and not val_fraction else
+                               stratify))
     return avp.build_lists(
         root, 'cremad', EMOTIONS, entries, settings=settings, **probe_options)
 
@@ -278,8 +301,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--train-list', help='split file: one clip stem per line')
     parser.add_argument('--test-list', help='split file of the test split')
     parser.add_argument(
-        '--val-list', help='split file of the val split (default: val = '
-        'test)')
+        '--val-list',
+        help='split file of the val split (default: held out from the '
+        'training part, see --val-fraction)')
     parser.add_argument(
         '--test-fraction',
         type=float,
@@ -289,9 +313,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--val-fraction',
         type=float,
-        default=0.0,
-        help='random split: share of the training part held out for '
-        'validation (default 0: val = test)')
+        default=None,
+        help='share of the training part held out (seeded, stratified) for '
+        f'validation, i.e. for picking the best checkpoint (default '
+        f'{DEFAULT_VAL_FRACTION}, or 0 with --val-list; 0: val = test)')
     parser.add_argument(
         '--seed', type=int, default=0, help='seed of the random split')
     parser.add_argument(

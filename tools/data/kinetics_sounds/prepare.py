@@ -37,7 +37,11 @@ import sys
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from clcr_mm.datasets import av_prepare as avp
+# tools/ is not a package: the preparation code the tools share is
+# tools/data/av_prepare.py, imported from its folder.
+if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+import av_prepare as avp  # noqa: E402
 
 HERE = osp.dirname(osp.abspath(__file__))
 DEFAULT_CLASSES = osp.join(HERE, 'classes.txt')
@@ -111,14 +115,12 @@ def read_kinetics_csv(path: str) -> List[KineticsRow]:
 
     Raises:
         FileNotFoundError: The file does not exist.
-        AnnotationError: Missing columns (e.g. an unlabelled test CSV), a
-            row with the wrong number of fields, an empty id or label, or a
-            time that is not a number; file and line are named.
+        AnnotationError: Bytes that are not UTF-8, missing columns (e.g.
+            an unlabelled test CSV), a row with the wrong number of fields,
+            an empty id or label, or a time that is not a number; file and
+            line are named.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'annotation CSV not found: {path}')
-    with open(path, newline='', encoding='utf-8-sig') as f:
-        text_lines = f.read().splitlines()
+    text_lines = avp.read_text_lines(path, 'annotation CSV')
     reader = csv.reader(text_lines)
     header = next(reader, None)
     if header is None:
@@ -231,10 +233,10 @@ def prepare(root: str,
         csv_files (dict[str, str], optional): Explicit CSV per split,
             overriding the search in ``ann_dir``.
         **probe_options: ``workers``, ``force_probe`` and ``progress`` of
-            :func:`clcr_mm.datasets.av_prepare.build_lists`.
+            :func:`av_prepare.build_lists`.
 
     Returns:
-        dict: The report of :func:`clcr_mm.datasets.av_prepare.build_lists`.
+        dict: The report of :func:`av_prepare.build_lists`.
 
     Raises:
         FileNotFoundError: A CSV, the class list or the video directory is

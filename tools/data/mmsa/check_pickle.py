@@ -12,6 +12,10 @@ distribution, then checks the MMSA layout: splits ``train``/``valid``/
 ``--dataset`` and finite labels. Problems print as ``ERROR`` and make the exit
 status 1; non-finite features print as ``WARN`` (the published MOSEI audio
 holds -inf, which the MOSEI config zeroes) unless ``--strict-nonfinite``.
+
+The file is read with the dataset's restricted unpickler, so checking a
+downloaded pickle never runs code: a pickle that names any callable besides
+numpy's array reconstruction is reported as an ``ERROR`` and not loaded.
 """
 import argparse
 import sys

@@ -9,8 +9,18 @@ Reads the official ``ucfTrainTestlist/`` annotations::
 and the rawframes directory written by ``extract_rgb_flow.py`` (or by
 mmaction2's denseflow tools), and writes, per split ``k``::
 
-    ucf101_train_split_k_rawframes.txt
-    ucf101_val_split_k_rawframes.txt
+    ucf101_train_split_k_rawframes.txt     trainlist0k (mmaction2's name)
+    ucf101_val_split_k_rawframes.txt       testlist0k (mmaction2's name)
+    ucf101_subtrain_split_k_rawframes.txt  trainlist0k without the
+                                           held-out groups
+    ucf101_subval_split_k_rawframes.txt    the held-out groups
+
+The held-out validation part is ``--val-groups`` whole groups (``gXX``:
+clips of one group share actor and scene, so a random clip split would leak)
+drawn with ``--seed`` from the groups of ``trainlist0k``, the same groups
+for every class, as the official splits are made. Configs train on
+``subtrain``, pick the best checkpoint on ``subval`` and keep the official
+test list for the final number.
 
 with mmaction2's ``RawframeDataset`` line format
 ``<Class>/v_<Class>_gXX_cYY <total_frames> <label0based>``, where
@@ -30,17 +40,29 @@ Example::
 import argparse
 import os
 import os.path as osp
+import random
+import re
 import sys
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from clcr_mm.datasets.av_prepare import AnnotationError, read_lines
+from clcr_mm.datasets.annotation_files import AnnotationError
+
+# tools/ is not a package: the preparation code the tools share is
+# tools/data/av_prepare.py, imported from its folder.
+if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from av_prepare import read_lines  # noqa: E402
 
 RGB_PREFIX = 'img_'
 FLOW_X_PREFIX = 'flow_x_'
 FLOW_Y_PREFIX = 'flow_y_'
 ON_MISSING = ('error', 'skip')
 LIST_TMPL = 'ucf101_{subset}_split_{split}_rawframes.txt'
+# The group of a clip, ``v_<Class>_g<group>_c<clip>``.
+GROUP = re.compile(r'_g(\d+)_c\d+$')
+# Of the 18 groups of a training list, 3 (1/6) are held out for validation.
+DEFAULT_VAL_GROUPS = 3
 
 
 class SplitFileError(AnnotationError):
@@ -159,6 +181,95 @@ def read_split_file(path: str,
     return entries
 
 
+def hold_out_groups(path: str, entries: List[Tuple[str, int, int]],
+                    num_groups: int, seed: int
+                    ) -> Tuple[List[Tuple[str, int, int]],
+                               List[Tuple[str, int, int]], List[int]]:
+    """Split a training list's entries by group into rest and held out.
+
+    Args:
+        path (str): The training list, for error messages.
+        entries (list): From :func:`read_split_file`.
+        num_groups (int): Groups to hold out.
+        seed (int): Seed of the draw.
+
+    Returns:
+        tuple: ``(rest, held_out, groups)``: the entries of the other
+        groups and of the held-out ones, in file order, and the sorted
+        held-out group numbers.
+
+    Raises:
+        SplitFileError: A clip name without a group, or no group left to
+            train on.
+    """
+    group_of = {}
+    for clip, _, lineno in entries:
+        match = GROUP.search(clip)
+        if match is None:
+            raise SplitFileError(
+                path, f'{clip} has no group "_gXX_cYY" in its name, which '
+                'holding out validation groups needs (--val-groups 0 skips '
+                'it)', lineno)
+        group_of[clip] = int(match[1])
+    groups = sorted(set(group_of.values()))
+    if num_groups >= len(groups):
+        raise SplitFileError(
+            path, f'has {len(groups)} groups: cannot hold out {num_groups} '
+            'for validation and train on the rest (lower --val-groups)')
+    held = sorted(random.Random(seed).sample(groups, num_groups))
+    rest = [e for e in entries if group_of[e[0]] not in held]
+    val = [e for e in entries if group_of[e[0]] in held]
+    return rest, val, held
+
+
+def read_splits(ann_dir: str,
+                splits: Sequence[int] = (1, 2, 3),
+                val_groups: int = DEFAULT_VAL_GROUPS,
+                seed: int = 0) -> Dict[str, Tuple[str, List, List[int]]]:
+    """Parse ``classInd.txt`` and the train and test files of ``splits``.
+
+    Cheap, so ``prepare.py`` runs it before the hours of extraction: a
+    broken annotation is reported at once.
+
+    Args:
+        ann_dir (str): The ``ucfTrainTestlist`` directory.
+        splits (Sequence[int]): Which official splits (1, 2, 3).
+        val_groups (int): Groups of each training list held out as the
+            ``subval`` list (the rest is ``subtrain``); 0 writes neither.
+        seed (int): Seed of the held-out groups.
+
+    Returns:
+        dict: Output list name (:data:`LIST_TMPL`) -> ``(split file,
+        entries of :func:`read_split_file`, held-out groups or [])``.
+
+    Raises:
+        ValueError: A split number other than 1, 2, 3.
+        FileNotFoundError: An annotation file is missing.
+        SplitFileError: A malformed annotation (file and line named).
+    """
+    for k in splits:
+        if k not in (1, 2, 3):
+            raise ValueError(f'UCF101 has splits 1, 2, 3; got {k}')
+    class_index = read_class_index(osp.join(ann_dir, 'classInd.txt'))
+    parsed = {}
+    for k in splits:
+        for subset, fname, with_label in (('train', f'trainlist{k:02d}.txt',
+                                           True),
+                                          ('val', f'testlist{k:02d}.txt',
+                                           False)):
+            path = osp.join(ann_dir, fname)
+            parsed[LIST_TMPL.format(subset=subset, split=k)] = (
+                path, read_split_file(path, class_index, with_label), [])
+    # After all parsing, so that a malformed line is reported first.
+    for k in splits if val_groups > 0 else ():
+        path, entries, _ = parsed[LIST_TMPL.format(subset='train', split=k)]
+        rest, val, held = hold_out_groups(path, entries, val_groups, seed)
+        parsed[LIST_TMPL.format(subset='subtrain', split=k)] = (path, rest,
+                                                                held)
+        parsed[LIST_TMPL.format(subset='subval', split=k)] = (path, val, held)
+    return parsed
+
+
 def count_frames(clip_dir: str) -> Tuple[int, int, int]:
     """Count RGB and flow frames of one rawframe directory.
 
@@ -215,8 +326,10 @@ def build_split_lists(ann_dir: str,
                       out_dir: str,
                       splits: Sequence[int] = (1, 2, 3),
                       on_missing: str = 'error',
-                      require_flow: bool = True) -> Dict:
-    """Write ``ucf101_{train,val}_split_{k}_rawframes.txt`` for each split.
+                      require_flow: bool = True,
+                      val_groups: int = DEFAULT_VAL_GROUPS,
+                      seed: int = 0) -> Dict:
+    """Write ``ucf101_{train,val,subtrain,subval}_split_{k}_rawframes.txt``.
 
     Every split file is parsed and checked before anything is written, so an
     error leaves no half-written set of lists.
@@ -230,10 +343,13 @@ def build_split_lists(ann_dir: str,
             ``'error'`` raises :class:`MissingClipError` naming them,
             ``'skip'`` leaves it out with a warning and counts it.
         require_flow (bool): A clip needs complete flow to be usable.
+        val_groups (int): See :func:`read_splits`.
+        seed (int): See :func:`read_splits`.
 
     Returns:
         dict: Per list file name: ``written`` (lines), ``missing`` (count),
-        ``missing_clips`` (list of ``'<file>:<line>: <clip>: <problem>'``).
+        ``missing_clips`` (list of ``'<file>:<line>: <clip>: <problem>'``)
+        and ``held_out_groups`` (of the subtrain/subval lists).
 
     Raises:
         FileNotFoundError: A split file or ``rawframes_dir`` is missing.
@@ -246,39 +362,30 @@ def build_split_lists(ann_dir: str,
     if not osp.isdir(rawframes_dir):
         raise FileNotFoundError(f'rawframes directory not found: '
                                 f'{rawframes_dir}')
-    for k in splits:
-        if k not in (1, 2, 3):
-            raise ValueError(f'UCF101 has splits 1, 2, 3; got {k}')
-    class_index = read_class_index(osp.join(ann_dir, 'classInd.txt'))
-
     counts_cache: Dict[str, Tuple[int, int, int]] = {}
     outputs: Dict[str, List[str]] = {}
     summary: Dict[str, Dict] = {}
     all_missing: List[str] = []
-    for k in splits:
-        for subset, fname, with_label in (('train', f'trainlist{k:02d}.txt',
-                                           True),
-                                          ('val', f'testlist{k:02d}.txt',
-                                           False)):
-            path = osp.join(ann_dir, fname)
-            entries = read_split_file(path, class_index, with_label)
-            lines, missing = [], []
-            for clip, label, lineno in entries:
-                if clip not in counts_cache:
-                    counts_cache[clip] = count_frames(
-                        osp.join(rawframes_dir, clip))
-                problem = clip_problem(counts_cache[clip], require_flow)
-                if problem is not None:
-                    missing.append(f'{path}:{lineno}: {clip}: {problem}')
-                    continue
-                lines.append(f'{clip} {counts_cache[clip][0]} {label}')
-            out_name = LIST_TMPL.format(subset=subset, split=k)
-            outputs[out_name] = lines
-            summary[out_name] = dict(
-                written=len(lines),
-                missing=len(missing),
-                missing_clips=missing)
-            all_missing.extend(missing)
+    for out_name, (path, entries, held) in read_splits(
+            ann_dir, splits, val_groups, seed).items():
+        lines, missing = [], []
+        for clip, label, lineno in entries:
+            if clip not in counts_cache:
+                counts_cache[clip] = count_frames(
+                    osp.join(rawframes_dir, clip))
+            problem = clip_problem(counts_cache[clip], require_flow)
+            if problem is not None:
+                missing.append(f'{path}:{lineno}: {clip}: {problem}')
+                continue
+            lines.append(f'{clip} {counts_cache[clip][0]} {label}')
+        outputs[out_name] = lines
+        summary[out_name] = dict(
+            written=len(lines),
+            missing=len(missing),
+            missing_clips=missing,
+            held_out_groups=held)
+        if 'subtrain' not in out_name and 'subval' not in out_name:
+            all_missing.extend(missing)  # the same clips as the train list
 
     if all_missing and on_missing == 'error':
         shown = '\n  '.join(all_missing[:10])
@@ -313,6 +420,8 @@ def print_summary(summary: Dict, out_dir: str) -> None:
     for out_name, info in summary.items():
         extra = (f' ({info["missing"]} missing clips skipped)'
                  if info['missing'] else '')
+        if info['held_out_groups'] and 'subval' in out_name:
+            extra += f' (held-out groups {info["held_out_groups"]})'
         print(f'[lists] {osp.join(out_dir, out_name)}: {info["written"]} '
               f'clips{extra}')
 
@@ -331,6 +440,18 @@ def add_list_args(parser: argparse.ArgumentParser) -> None:
         default=None,
         help='a listed clip without complete rawframes: error (default) '
         'or skip with a warning')
+    parser.add_argument(
+        '--val-groups',
+        type=int,
+        default=DEFAULT_VAL_GROUPS,
+        help='groups of each training list held out (seeded) as the '
+        'subval list on which the best checkpoint is picked; the rest is '
+        f'the subtrain list (default {DEFAULT_VAL_GROUPS}; 0: neither list)')
+    parser.add_argument(
+        '--seed',
+        type=int,
+        default=0,
+        help='seed of the held-out groups (default 0)')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -356,7 +477,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         summary = build_split_lists(args.ann_dir, args.rawframes,
                                     args.out_dir, args.splits,
                                     args.on_missing or 'error',
-                                    not args.rgb_only)
+                                    not args.rgb_only, args.val_groups,
+                                    args.seed)
     except (FileNotFoundError, SplitFileError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1

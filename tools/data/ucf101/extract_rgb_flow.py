@@ -15,10 +15,15 @@ linearly to ``0..255`` (so 127.5 is zero motion and ``255 - q`` is the exact
 negation, which is what a horizontal flip needs).
 
 Decoding uses ``cv2.VideoCapture``, flow uses OpenCV (no external binaries).
-The run is resumable: a clip whose done marker exists is skipped, a clip
-without one (never started, or interrupted) is redone from scratch. A clip
-that cannot be decoded is recorded in ``extract_report.json`` and the run
-goes on.
+The run is resumable: a clip whose done marker exists and records the
+source's current size and modification time is skipped; a clip without one
+(never started, or interrupted) or whose source changed (a re-download) is
+redone from scratch. A clip that cannot be decoded, that decodes to fewer
+frames than its container declares (a truncated download; FFmpeg only
+complains on stderr), or whose worker process crashes or exceeds the
+per-clip timeout (OpenCV can segfault on a bad file) is recorded in
+``extract_report.json`` as failed, its partial output removed, and the run
+goes on; the command then exits with status 2.
 
 Example::
 
@@ -26,23 +31,38 @@ Example::
         data/ucf101/UCF-101 data/ucf101/rawframes --workers 8
 """
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
 import shutil
 import sys
+import tempfile
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
-from mmengine.utils import track_parallel_progress, track_progress
+
+from clcr_mm.datasets.annotation_files import display_path
+
+# tools/ is not a package: the preparation code the tools share is
+# tools/data/av_prepare.py, imported from its folder.
+if osp.dirname(osp.dirname(osp.abspath(__file__))) not in sys.path:
+    sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
+from av_prepare import run_isolated  # noqa: E402
 
 DONE_MARKER = '.extract_done.json'
 REPORT_NAME = 'extract_report.json'
 FLOW_ALGOS = ('farneback', 'tvl1')
 RGB_TMPL = 'img_{:05d}.jpg'
 FLOW_TMPL = 'flow_{}_{:05d}.jpg'
+# A clip that decodes to fewer than (1 - this) of the frames its container
+# declares is truncated. AVI frame counts are exact; the slack is for
+# containers whose count is an estimate from duration x fps.
+DEFAULT_FRAME_TOLERANCE = 0.05
+# Seconds one clip may take (TV-L1 on a long 320x240 clip takes minutes).
+DEFAULT_CLIP_TIMEOUT = 1800.0
 
 
 class VideoDecodeError(RuntimeError):
@@ -161,6 +181,23 @@ def resize_short_side(img: np.ndarray,
     return cv2.resize(img, (new_w, new_h), interpolation=interp)
 
 
+def source_stat(video_path: str) -> Optional[Dict[str, int]]:
+    """Size and modification time of a source video, as a marker keeps them.
+
+    Args:
+        video_path (str): The video.
+
+    Returns:
+        dict | None: ``source_size`` and ``source_mtime_ns``, or ``None``
+        if the file cannot be stat'ed.
+    """
+    try:
+        st = os.stat(video_path)
+    except OSError:
+        return None
+    return dict(source_size=st.st_size, source_mtime_ns=st.st_mtime_ns)
+
+
 def read_done_marker(clip_dir: str) -> Optional[dict]:
     """Return the content of a clip's done marker, or ``None``.
 
@@ -168,7 +205,8 @@ def read_done_marker(clip_dir: str) -> Optional[dict]:
         clip_dir (str): Rawframe directory of one clip.
 
     Returns:
-        dict | None: The marker (``num_frames``, ``num_flow``, settings), or
+        dict | None: The marker (``num_frames``, ``expected_frames``,
+        ``num_flow``, ``source_size``, ``source_mtime_ns``, settings), or
         ``None`` if absent or unreadable (treated as "not done").
     """
     path = osp.join(clip_dir, DONE_MARKER)
@@ -187,12 +225,14 @@ def extract_clip(video_path: str,
                  bound: float = 20.,
                  short_side: Optional[int] = None,
                  force: bool = False,
-                 jpeg_quality: int = 95) -> Dict:
+                 jpeg_quality: int = 95,
+                 frame_tolerance: float = DEFAULT_FRAME_TOLERANCE) -> Dict:
     """Extract RGB frames and quantised flow of one video.
 
     Frames are streamed (never all held in memory). Output goes straight to
     ``clip_dir``; the done marker is written last, so an interrupted clip has
-    no marker and is redone from scratch next time.
+    no marker and is redone from scratch next time. The marker records the
+    source's size and modification time: a replaced source is redone.
 
     Args:
         video_path (str): Path of the video file.
@@ -203,21 +243,32 @@ def extract_clip(video_path: str,
             many pixels before writing them and computing flow.
         force (bool): Re-extract even if the done marker exists.
         jpeg_quality (int): JPEG quality of written frames.
+        frame_tolerance (float): Share of the container's declared frame
+            count that may fail to decode before the clip counts as
+            truncated (failed).
 
     Returns:
         dict: ``video``, ``clip_dir``, ``status`` (``'done'``, ``'skipped'``
-        or ``'failed'``), ``num_frames``, ``num_flow``, ``error`` (failed
-        only), ``settings_mismatch`` (skipped clips whose marker records
-        other settings), ``seconds``.
+        or ``'failed'``), ``num_frames``, ``expected_frames``, ``num_flow``,
+        ``error`` (failed only), ``source_changed`` (redone because the
+        source differs from the one the marker records),
+        ``settings_mismatch`` (skipped clips whose marker records other
+        settings), ``seconds``.
     """
     t0 = time.time()
     record = dict(video=video_path, clip_dir=clip_dir)
+    stat = source_stat(video_path)
     if not force:
         marker = read_done_marker(clip_dir)
+        if marker is not None and stat is not None and any(
+                marker.get(k) != v for k, v in stat.items()):
+            record['source_changed'] = True
+            marker = None
         if marker is not None:
             record.update(
                 status='skipped',
                 num_frames=marker.get('num_frames'),
+                expected_frames=marker.get('expected_frames'),
                 num_flow=marker.get('num_flow'),
                 seconds=0.)
             # Resuming never destroys finished work, but a clip extracted
@@ -228,24 +279,31 @@ def extract_clip(video_path: str,
                 record['settings_mismatch'] = found
             return record
     try:
-        num_frames, num_flow = _extract_clip_frames(video_path, clip_dir,
+        num_frames, expected = _extract_clip_frames(video_path, clip_dir,
                                                     algo, bound, short_side,
                                                     jpeg_quality)
+        if expected > 0 and num_frames < expected * (1. - frame_tolerance):
+            raise VideoDecodeError(
+                f'{display_path(video_path)}: truncated, {num_frames} of the '
+                f'{expected} frames its container declares decoded '
+                f'(tolerance {frame_tolerance:.0%})')
     except Exception as e:  # noqa: BLE001 -- one bad clip must not stop a run
         # Remove partial output so list building sees the clip as absent.
         shutil.rmtree(clip_dir, ignore_errors=True)
         record.update(
             status='failed',
-            error=f'{type(e).__name__}: {e}',
+            error=display_path(f'{type(e).__name__}: {e}'),
             seconds=time.time() - t0)
         return record
     marker = dict(
-        video=osp.basename(video_path),
+        video=display_path(osp.basename(video_path)),
         num_frames=num_frames,
-        num_flow=num_flow,
+        expected_frames=expected,
+        num_flow=num_frames - 1,
         algo=algo,
         bound=bound,
-        short_side=short_side)
+        short_side=short_side,
+        **(stat or {}))
     tmp = osp.join(clip_dir, DONE_MARKER + '.tmp')
     with open(tmp, 'w') as f:
         json.dump(marker, f)
@@ -253,15 +311,48 @@ def extract_clip(video_path: str,
     record.update(
         status='done',
         num_frames=num_frames,
-        num_flow=num_flow,
+        expected_frames=expected,
+        num_flow=num_frames - 1,
         seconds=time.time() - t0)
     return record
 
 
 def _write_jpg(path: str, img: np.ndarray, params: List[int]) -> None:
-    if not cv2.imwrite(path, img, params):
-        raise OSError(f'cv2.imwrite failed for {path} (disk full or '
-                      'permission denied?)')
+    # imencode + a Python write, not cv2.imwrite: OpenCV cannot take a path
+    # whose bytes are not UTF-8 (it crashes), Python's open can.
+    ok, buf = cv2.imencode('.jpg', img, params)
+    if not ok:
+        raise OSError(f'cv2.imencode failed for {display_path(path)}')
+    with open(path, 'wb') as f:
+        f.write(buf.tobytes())
+
+
+@contextlib.contextmanager
+def _opencv_path(path: str) -> Iterator[str]:
+    """A name of ``path`` that OpenCV can open.
+
+    ``cv2.VideoCapture`` crashes the process (segmentation fault) on a str
+    path holding bytes that are not UTF-8 (lone surrogates); such a file is
+    opened through a symlink with an ASCII name in a temporary directory.
+
+    Args:
+        path (str): The video.
+
+    Yields:
+        str: ``path`` itself, or the symlink.
+    """
+    try:
+        path.encode('utf-8')
+    except UnicodeEncodeError:
+        pass
+    else:
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix='ucf101_extract_') as tmp:
+        link = osp.join(tmp, 'video' + osp.splitext(
+            display_path(path))[1].encode('ascii', 'replace').decode())
+        os.symlink(osp.abspath(path), link)
+        yield link
 
 
 def _extract_clip_frames(video_path: str, clip_dir: str, algo: str,
@@ -270,22 +361,25 @@ def _extract_clip_frames(video_path: str, clip_dir: str, algo: str,
     """Do the work of :func:`extract_clip`; raise on any problem.
 
     Returns:
-        tuple[int, int]: Number of RGB frames N and of flow frames N - 1.
+        tuple[int, int]: Number of RGB frames N decoded and of frames the
+        container declares (0 if it does not say).
     """
     if not osp.isfile(video_path):
-        raise VideoDecodeError(f'{video_path}: file not found')
+        raise VideoDecodeError(f'{display_path(video_path)}: file not found')
     if osp.isdir(clip_dir):
         # No done marker (checked by the caller): stale partial output.
         shutil.rmtree(clip_dir)
     os.makedirs(clip_dir)
     flow_fn = FlowComputer(algo)
     params = [int(cv2.IMWRITE_JPEG_QUALITY), int(jpeg_quality)]
-    cap = cv2.VideoCapture(video_path)
+    with _opencv_path(video_path) as cv_path:
+        cap = cv2.VideoCapture(cv_path)
     try:
         if not cap.isOpened():
             raise VideoDecodeError(
-                f'{video_path}: cv2.VideoCapture cannot open it (corrupt '
-                'file or unsupported codec)')
+                f'{display_path(video_path)}: cv2.VideoCapture cannot open '
+                'it (corrupt file or unsupported codec)')
+        expected = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
         num_frames = 0
         prev_gray = None
         shape = None
@@ -298,10 +392,11 @@ def _extract_clip_frames(video_path: str, clip_dir: str, algo: str,
                 shape = frame.shape
             elif frame.shape != shape:
                 raise VideoDecodeError(
-                    f'{video_path}: frame {num_frames + 1} has shape '
+                    f'{display_path(video_path)}: frame {num_frames + 1} '
+                    'has shape '
                     f'{frame.shape}, earlier frames {shape}')
             num_frames += 1
-            # cv2 frames are BGR and imwrite expects BGR: no conversion.
+            # cv2 frames are BGR and imencode expects BGR: no conversion.
             _write_jpg(
                 osp.join(clip_dir, RGB_TMPL.format(num_frames)), frame,
                 params)
@@ -319,12 +414,13 @@ def _extract_clip_frames(video_path: str, clip_dir: str, algo: str,
     finally:
         cap.release()
     if num_frames == 0:
-        raise VideoDecodeError(f'{video_path}: no frame could be decoded '
-                               '(corrupt or empty video)')
+        raise VideoDecodeError(f'{display_path(video_path)}: no frame could '
+                               'be decoded (corrupt or empty video)')
     if num_frames < 2:
-        raise VideoDecodeError(f'{video_path}: only {num_frames} frame '
-                               'decoded, at least 2 are needed for flow')
-    return num_frames, num_frames - 1
+        raise VideoDecodeError(f'{display_path(video_path)}: only '
+                               f'{num_frames} frame decoded, at least 2 are '
+                               'needed for flow')
+    return num_frames, expected
 
 
 def list_videos(video_root: str,
@@ -379,8 +475,8 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
-def _extract_task(task: Tuple) -> Dict:
-    return extract_clip(*task)
+def _extract_task(task: Dict) -> Dict:
+    return extract_clip(**task)
 
 
 def extract_all(video_root: str,
@@ -391,8 +487,15 @@ def extract_all(video_root: str,
                 workers: int = 1,
                 max_clips: Optional[int] = None,
                 force: bool = False,
-                ext: str = '.avi') -> Dict:
+                ext: str = '.avi',
+                frame_tolerance: float = DEFAULT_FRAME_TOLERANCE,
+                clip_timeout: Optional[float] = DEFAULT_CLIP_TIMEOUT,
+                progress: bool = True) -> Dict:
     """Extract every video under ``video_root`` into ``out_dir``.
+
+    Clips run in :func:`run_isolated` worker processes: a clip whose worker
+    crashes (OpenCV segfaults on some files) or runs past ``clip_timeout``
+    is failed and reported, and the other clips go on.
 
     Args:
         video_root (str): The ``UCF-101`` directory (``<Class>/*.avi``).
@@ -404,41 +507,63 @@ def extract_all(video_root: str,
         max_clips (int, optional): Only this many clips (dry runs).
         force (bool): Redo clips that are already done.
         ext (str): Video extension.
+        frame_tolerance (float): See :func:`extract_clip`.
+        clip_timeout (float, optional): Seconds one clip may take.
+        progress (bool): Show mmengine's progress bar.
 
     Returns:
         dict: The report also written to ``<out_dir>/extract_report.json``:
         ``settings``, ``summary`` (``total``, ``done``, ``skipped``,
-        ``failed``, ``settings_mismatch``, ``seconds``), ``failed`` (list of
-        ``video`` / ``error``) and ``settings_mismatch`` (clip dirs skipped
-        although extracted with other settings).
+        ``failed``, ``source_changed``, ``settings_mismatch``,
+        ``seconds``), ``failed`` (list of ``video`` / ``error``),
+        ``source_changed`` (clip dirs redone because their source video
+        changed) and ``settings_mismatch`` (clip dirs skipped although
+        extracted with other settings).
     """
     check_flow_algo(algo)
     if bound <= 0:
         raise ValueError(f'flow bound must be positive, got {bound}')
     videos = list_videos(video_root, ext, max_clips)
     os.makedirs(out_dir, exist_ok=True)
-    tasks = [(path, osp.join(out_dir, rel), algo, bound, short_side, force)
-             for path, rel in videos]
+    tasks = [
+        dict(
+            video_path=path,
+            clip_dir=osp.join(out_dir, rel),
+            algo=algo,
+            bound=bound,
+            short_side=short_side,
+            force=force,
+            frame_tolerance=frame_tolerance) for path, rel in videos
+    ]
     t0 = time.time()
-    if workers > 1:
-        records = track_parallel_progress(
-            _extract_task,
+    records = []
+    for task, (finished, out) in zip(
             tasks,
-            nproc=workers,
-            initializer=_worker_init,
-            keep_order=False)
-    else:
-        records = track_progress(_extract_task, tasks)
+            run_isolated(_extract_task, tasks, workers, clip_timeout,
+                         progress, _worker_init)):
+        if not finished:
+            # The worker could not clean up after itself.
+            shutil.rmtree(task['clip_dir'], ignore_errors=True)
+            out = dict(
+                video=task['video_path'],
+                clip_dir=task['clip_dir'],
+                status='failed',
+                error=f'{display_path(task["video_path"])}: {out}')
+        records.append(out)
     counts = {s: 0 for s in ('done', 'skipped', 'failed')}
     for r in records:
         counts[r['status']] += 1
     failed = sorted(({
-        'video': r['video'],
+        'video': display_path(r['video']),
         'error': r['error']
     } for r in records if r['status'] == 'failed'),
                     key=lambda r: r['video'])
-    mismatched = sorted(r['clip_dir'] for r in records
-                        if 'settings_mismatch' in r)
+    mismatched = sorted(
+        display_path(r['clip_dir']) for r in records
+        if 'settings_mismatch' in r)
+    changed = sorted(
+        display_path(r['clip_dir']) for r in records
+        if r.get('source_changed'))
     report = dict(
         settings=dict(
             video_root=osp.abspath(video_root),
@@ -447,12 +572,16 @@ def extract_all(video_root: str,
             bound=bound,
             short_side=short_side,
             max_clips=max_clips,
-            force=force),
+            force=force,
+            frame_tolerance=frame_tolerance,
+            clip_timeout=clip_timeout),
         summary=dict(
             total=len(records), seconds=round(time.time() - t0, 2),
             settings_mismatch=len(mismatched),
+            source_changed=len(changed),
             **counts),
         failed=failed,
+        source_changed=changed,
         settings_mismatch=mismatched)
     tmp = osp.join(out_dir, REPORT_NAME + '.tmp')
     with open(tmp, 'w') as f:
@@ -466,7 +595,12 @@ def print_report(report: Dict, out_dir: str) -> None:
     s = report['summary']
     print(f'[extract] {s["total"]} clips: {s["done"]} extracted, '
           f'{s["skipped"]} already done (skipped), {s["failed"]} failed, '
-          f'{s["seconds"]:.1f}s. Report: {osp.join(out_dir, REPORT_NAME)}')
+          f'{s["seconds"]:.1f}s. Report: '
+          f'{display_path(osp.join(out_dir, REPORT_NAME))}')
+    if s.get('source_changed'):
+        print(f'[extract] {s["source_changed"]} clips were extracted again '
+              'because their source video changed since the last run, e.g. '
+              f'{report["source_changed"][0]}')
     if s.get('settings_mismatch'):
         print(f'[extract] WARNING: {s["settings_mismatch"]} skipped clips '
               'were extracted with other settings (algo/bound/short side), '
@@ -513,6 +647,19 @@ def add_extract_args(parser: argparse.ArgumentParser) -> None:
         '--force',
         action='store_true',
         help='re-extract clips that already have a done marker')
+    parser.add_argument(
+        '--frame-tolerance',
+        type=float,
+        default=DEFAULT_FRAME_TOLERANCE,
+        help='a clip that decodes to fewer than (1 - this) of the frames '
+        'its container declares is truncated and reported as failed '
+        f'(default: {DEFAULT_FRAME_TOLERANCE})')
+    parser.add_argument(
+        '--clip-timeout',
+        type=float,
+        default=DEFAULT_CLIP_TIMEOUT,
+        help='seconds one clip may take before its worker is killed and the '
+        f'clip reported as failed (default: {DEFAULT_CLIP_TIMEOUT:g})')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -535,9 +682,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     report = extract_all(args.video_root, args.out_dir, args.algo, args.bound,
                          args.short_side, args.workers, args.max_clips,
-                         args.force, args.ext)
+                         args.force, args.ext, args.frame_tolerance,
+                         args.clip_timeout)
     print_report(report, args.out_dir)
-    return 0
+    # Non-zero so that scripts notice clips that still need attention.
+    return 2 if report['summary']['failed'] else 0
 
 
 if __name__ == '__main__':

@@ -9,10 +9,14 @@ and produces::
 
     <root>/rawframes/<Class>/v_<Class>_gXX_cYY/{img,flow_x,flow_y}_%05d.jpg
     <root>/rawframes/extract_report.json
-    <root>/ucf101_{train,val}_split_{1,2,3}_rawframes.txt
+    <root>/ucf101_{train,val,subtrain,subval}_split_{1,2,3}_rawframes.txt
 
-Step 1 is ``extract_rgb_flow.py`` (resumable: re-running skips finished
-clips), step 2 ``build_file_lists.py``. Example::
+The annotations (``classInd.txt`` and the split files of ``--splits``) are
+parsed first, so a broken one is reported before hours of extraction. Step 1
+is ``extract_rgb_flow.py`` (resumable: re-running skips finished clips whose
+source is unchanged), step 2 ``build_file_lists.py``. The exit status is 1
+for an annotation or missing-clip error, 2 when clips failed to extract (the
+lists are written all the same, see ``--on-missing``), else 0. Example::
 
     python tools/data/ucf101/prepare.py --root data/ucf101 --workers 8
 """
@@ -65,7 +69,12 @@ def prepare(root: str,
             max_clips: Optional[int] = None,
             force: bool = False,
             splits: Sequence[int] = (1, 2, 3),
-            on_missing: Optional[str] = None) -> Dict:
+            on_missing: Optional[str] = None,
+            frame_tolerance: float = extract_rgb_flow.DEFAULT_FRAME_TOLERANCE,
+            clip_timeout: Optional[float] = extract_rgb_flow.
+            DEFAULT_CLIP_TIMEOUT,
+            val_groups: int = build_file_lists.DEFAULT_VAL_GROUPS,
+            seed: int = 0) -> Dict:
     """Extract frames + flow, then write the split lists.
 
     Args:
@@ -85,6 +94,12 @@ def prepare(root: str,
             clips without rawframes; defaults to ``'skip'`` when
             ``max_clips`` is set (a dry run lacks most clips), else
             ``'error'``.
+        frame_tolerance (float): Share of a clip's declared frames that may
+            fail to decode before it counts as truncated.
+        clip_timeout (float, optional): Seconds one clip may take.
+        val_groups (int): Groups of each training list held out as the
+            validation list (``subval``; the rest is ``subtrain``).
+        seed (int): Seed of the held-out groups.
 
     Returns:
         dict: ``extract`` (the extraction report) and ``lists`` (the list
@@ -96,12 +111,13 @@ def prepare(root: str,
     out_dir = out_dir or root
     if on_missing is None:
         on_missing = 'skip' if max_clips is not None else 'error'
-    # Check annotations first: a typo in a path should not cost an
-    # extraction run.
+    # Check annotations first: a typo in a path or a broken line should not
+    # cost an extraction run.
     if not osp.isfile(osp.join(ann_dir, 'classInd.txt')):
         raise FileNotFoundError(
             f'{osp.join(ann_dir, "classInd.txt")} not found: unpack '
             'UCF101TrainTestSplits-RecognitionTask.zip into ' + ann_dir)
+    build_file_lists.read_splits(ann_dir, splits, val_groups, seed)
     report = extract_rgb_flow.extract_all(
         video_dir,
         rawframes_dir,
@@ -110,10 +126,18 @@ def prepare(root: str,
         short_side=short_side,
         workers=workers,
         max_clips=max_clips,
-        force=force)
+        force=force,
+        frame_tolerance=frame_tolerance,
+        clip_timeout=clip_timeout)
     extract_rgb_flow.print_report(report, rawframes_dir)
     summary = build_file_lists.build_split_lists(
-        ann_dir, rawframes_dir, out_dir, splits, on_missing=on_missing)
+        ann_dir,
+        rawframes_dir,
+        out_dir,
+        splits,
+        on_missing=on_missing,
+        val_groups=val_groups,
+        seed=seed)
     build_file_lists.print_summary(summary, out_dir)
     return dict(extract=report, lists=summary)
 
@@ -139,7 +163,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     try:
         extract_rgb_flow.check_flow_algo(args.algo)
-        prepare(
+        result = prepare(
             args.root,
             video_dir=args.video_dir,
             ann_dir=args.ann_dir,
@@ -152,13 +176,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             max_clips=args.max_clips,
             force=args.force,
             splits=args.splits,
-            on_missing=args.on_missing)
+            on_missing=args.on_missing,
+            frame_tolerance=args.frame_tolerance,
+            clip_timeout=args.clip_timeout,
+            val_groups=args.val_groups,
+            seed=args.seed)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         # SplitFileError is a ValueError, MissingClipError a
         # FileNotFoundError: both name the file (and line) at fault.
         print(f'error: {e}', file=sys.stderr)
         return 1
-    return 0
+    return 2 if result['extract']['summary']['failed'] else 0
 
 
 if __name__ == '__main__':

@@ -1,4 +1,8 @@
-"""Command-line pieces shared by ``tools/train.py`` and ``tools/test.py``."""
+"""Command-line pieces shared by ``tools/train.py`` and ``tools/test.py``.
+
+Tool code, kept out of the ``clcr_mm`` library (which holds only what
+training imports); the two tools import it from this folder.
+"""
 import argparse
 import contextlib
 import os

@@ -1,5 +1,8 @@
-"""Shared machinery of the audio-visual benchmark preparation tools.
+"""Shared machinery of the dataset preparation tools.
 
+Tool code, kept out of the ``clcr_mm`` library (which holds only what
+training imports); the tools import it from this folder. UCF101's
+extraction uses :func:`run_isolated` and :func:`read_lines`;
 ``tools/data/{kinetics_sounds,cremad,ave}/prepare.py`` each parse their
 benchmark's official annotations into :class:`ClipEntry` records (one per
 annotated clip, with the label and the ``file:line`` it came from) and hand
@@ -7,9 +10,12 @@ them to :func:`build_lists`, which
 
 1. separates clips whose files are not on disk (counted as *missing*),
 2. probes every remaining file in parallel worker processes
-   (:func:`probe_files`): the container or wav header is opened and the
-   first frame of every needed stream is decoded, so a truncated download,
-   a video without an audio track or an empty wav is found before training,
+   (:func:`probe_files`, through :func:`run_isolated`, so a worker that
+   crashes or hangs on one file costs that file only): every needed stream
+   is decoded to its end and the decoded duration is compared with the
+   duration the container (or wav header) declares, so a truncated
+   download, a corrupt stream, a video without an audio track or an empty
+   wav is found before training,
 3. caches each probe result in ``<root>/.prepare_probe_cache.json`` keyed by
    path, size and modification time, so a rerun (after more downloads, or
    after an interruption) only probes new or changed files,
@@ -20,25 +26,35 @@ them to :func:`build_lists`, which
    every missing or unreadable clip with the reason). Unreadable files are
    left out of the lists and reported; they never stop the run. A file
    whose path has whitespace (e.g. Kinetics label folders such as
-   ``playing bagpipes/``) is listed through a symlink in ``<root>/links/``,
-   since the list format separates fields by whitespace.
+   ``playing bagpipes/``) or bytes that are not UTF-8 is listed through a
+   symlink in ``<root>/links/``, since the list format separates fields by
+   whitespace and list files are UTF-8.
 
-Problems in the annotations themselves (malformed line, unknown class,
-missing split file) raise :class:`AnnotationError` / ``FileNotFoundError``
-naming the file and line, before any file is probed or written.
+Problems in the annotations themselves (malformed line, bytes that are not
+UTF-8, unknown class, missing split file) raise :class:`AnnotationError` /
+``FileNotFoundError`` naming the file and line, before any file is probed
+or written.
 """
 import argparse
 import json
+import multiprocessing
 import os
 import os.path as osp
 import random
 import re
+import signal
+import struct
 import sys
 import time
 import warnings
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from multiprocessing.connection import wait as wait_for_ready
+from typing import (Any, Callable, Dict, Iterable, List, Optional, Sequence,
+                    Tuple)
+
+from clcr_mm.datasets.annotation_files import (  # noqa: F401 (tools' API)
+    AnnotationError, display_path, read_text_lines)
 
 SPLITS = ('train', 'val', 'test')
 LIST_TMPL = '{split}_list.txt'
@@ -47,40 +63,20 @@ REPORT_NAME = 'prepare_report.json'
 PROBE_CACHE_NAME = '.prepare_probe_cache.json'
 LINK_DIR_NAME = 'links'
 # Bump when probe_media changes what it checks: older cache entries are then
-# ignored instead of trusted.
-PROBE_VERSION = 1
+# ignored instead of trusted. 2: streams decoded to the end, durations kept.
+PROBE_VERSION = 2
 # What a probe checks: a video stream; a video stream and an audio track in
 # the same container; a stand-alone audio file (wav, flac, ...).
 PROBE_KINDS = ('video', 'video+audio', 'audio')
 VIDEO_EXTENSIONS = ('.mp4', '.mkv', '.webm', '.avi', '.mov', '.m4v', '.flv')
-# At most this many packets are demuxed looking for the first decodable
-# frame of each stream: a few seconds of any real clip, while a file whose
-# streams never yield a frame is not read to its end.
-MAX_PROBE_PACKETS = 2000
-
-
-class AnnotationError(ValueError):
-    """A problem in an annotation file, located by file and line.
-
-    Args:
-        path (str): The annotation file.
-        problem (str): What is wrong.
-        lineno (int, optional): 1-based line number.
-        line (str, optional): The offending line, quoted in the message.
-    """
-
-    def __init__(self,
-                 path: str,
-                 problem: str,
-                 lineno: Optional[int] = None,
-                 line: Optional[str] = None) -> None:
-        where = path if lineno is None else f'{path}:{lineno}'
-        msg = f'{where}: {problem}'
-        if line is not None:
-            msg += f' (line: {line!r})'
-        super().__init__(msg)
-        self.path = path
-        self.lineno = lineno
+# A stream whose decoded duration falls short of the declared one by more
+# than this share is reported as truncated. Container durations are
+# rounded and the last audio packet may be partly padding, so a few percent
+# of slack keeps intact files in; a cut download lacks far more.
+DEFAULT_DURATION_TOLERANCE = 0.05
+# Seconds one worker may spend on one file (a 10 s clip decodes in well
+# under a second); a file that hangs the decoder is reported instead.
+DEFAULT_FILE_TIMEOUT = 300.0
 
 
 def read_lines(path: str,
@@ -88,8 +84,8 @@ def read_lines(path: str,
                skip_comments: bool = False) -> List[Tuple[int, str]]:
     """Non-blank, stripped lines of a text file with 1-based numbers.
 
-    ``utf-8-sig`` drops a byte-order mark and ``strip`` drops CRLF line
-    ends, both found in files edited on Windows.
+    Lines are read by :func:`read_text_lines`; ``strip`` also drops the
+    ``\\r`` of CRLF line ends.
 
     Args:
         path (str): The file.
@@ -101,15 +97,13 @@ def read_lines(path: str,
 
     Raises:
         FileNotFoundError: The file does not exist (message names it).
+        AnnotationError: A line is not valid UTF-8.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'{what} not found: {path}')
-    with open(path, encoding='utf-8-sig') as f:
-        out = []
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if line and not (skip_comments and line.startswith('#')):
-                out.append((lineno, line))
+    out = []
+    for lineno, line in enumerate(read_text_lines(path, what), 1):
+        line = line.strip()
+        if line and not (skip_comments and line.startswith('#')):
+            out.append((lineno, line))
     return out
 
 
@@ -183,8 +177,20 @@ class ClipEntry:
     missing_reason: Optional[str] = None
 
 
+def _declared_seconds(stream) -> Optional[float]:
+    """Duration a stream's header declares, in seconds, or None."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
 def _probe_container(path: str, need_audio: bool) -> Dict:
-    """Open a media container and decode the first frame of its streams.
+    """Decode a media container's video (and audio) stream to the end.
+
+    Decoding everything, not just the first frame, is what finds a download
+    cut short: its header still declares the full clip and its first frames
+    decode, and then Decord or FFmpeg fail (or crash) at training time on the
+    frames that are not there.
 
     Args:
         path (str): Video file.
@@ -193,7 +199,11 @@ def _probe_container(path: str, need_audio: bool) -> Dict:
     Returns:
         dict: ``ok`` and either ``error`` or the stream properties
         (``width``, ``height``, ``fps``, ``duration``, ``video_codec``,
-        ``audio_codec``, ``audio_rate``).
+        ``audio_codec``, ``audio_rate``), ``frames`` (decoded video frames)
+        and per decoded stream ``<type>_decoded`` / ``<type>_declared``
+        (seconds decoded, seconds the stream's header declares or None)
+        and ``container_declared`` (the container's duration, that of its
+        longest stream, or None), which :func:`truncation_error` compares.
     """
     import av
     with av.open(path) as container:
@@ -207,23 +217,28 @@ def _probe_container(path: str, need_audio: bool) -> Dict:
             streams.append(astream)
         elif need_audio:
             return dict(ok=False, error='no audio track')
-        got_video = got_audio = False
-        for i, packet in enumerate(container.demux(*streams)):
-            if i >= MAX_PROBE_PACKETS:
-                break
-            for _ in packet.decode():
-                if packet.stream.type == 'video':
-                    got_video = True
+        frames = 0
+        ends = dict(video=0.0, audio=0.0)
+        got_audio = False
+        for packet in container.demux(*streams):
+            for frame in packet.decode():
+                kind = packet.stream.type
+                if frame.time is None:
+                    continue
+                if kind == 'video':
+                    frames += 1
+                    rate = vstream.average_rate or vstream.guessed_rate
+                    step = 1.0 / float(rate) if rate else 0.0
                 else:
                     got_audio = True
-            if got_video and (got_audio or not need_audio):
-                break
-        if not got_video:
+                    step = frame.samples / float(frame.sample_rate)
+                ends[kind] = max(ends[kind], float(frame.time) + step)
+        if frames == 0:
             return dict(ok=False, error='no decodable video frame')
         if need_audio and not got_audio:
             return dict(ok=False, error='no decodable audio frame')
         rate = vstream.average_rate or vstream.guessed_rate
-        return dict(
+        result = dict(
             ok=True,
             width=vstream.codec_context.width,
             height=vstream.codec_context.height,
@@ -232,29 +247,120 @@ def _probe_container(path: str, need_audio: bool) -> Dict:
                       if container.duration is not None else None),
             video_codec=vstream.codec_context.name,
             audio_codec=astream.codec_context.name if astream else None,
-            audio_rate=astream.rate if astream else None)
+            audio_rate=astream.rate if astream else None,
+            frames=frames,
+            container_declared=(container.duration / 1e6
+                                if container.duration is not None else None),
+            video_decoded=ends['video'],
+            video_declared=_declared_seconds(vstream))
+        if got_audio:
+            result.update(
+                audio_decoded=ends['audio'],
+                audio_declared=_declared_seconds(astream))
+        return result
+
+
+def wav_declared_frames(path: str) -> Optional[int]:
+    """Sample frames a RIFF/WAVE header declares in its ``data`` chunk.
+
+    libsndfile (and FFmpeg) silently shorten a wav whose ``data`` chunk
+    runs past the end of the file, so the declared size is read here.
+
+    Args:
+        path (str): A wav file.
+
+    Returns:
+        int | None: Declared frames, or ``None`` if the file is not a plain
+        RIFF/WAVE file or declares no size (streamed wavs write 0 or
+        0xFFFFFFFF).
+    """
+    with open(path, 'rb') as f:
+        if f.read(4) != b'RIFF':
+            return None
+        f.read(4)
+        if f.read(4) != b'WAVE':
+            return None
+        block_align = None
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            chunk, size = head[:4], struct.unpack('<I', head[4:])[0]
+            if chunk == b'fmt ':
+                fmt = f.read(size)
+                if len(fmt) < 14:
+                    return None
+                block_align = struct.unpack('<H', fmt[12:14])[0]
+                f.seek(size % 2, os.SEEK_CUR)
+            elif chunk == b'data':
+                if not block_align or size in (0, 0xFFFFFFFF):
+                    return None
+                return size // block_align
+            else:
+                f.seek(size + size % 2, os.SEEK_CUR)
 
 
 def _probe_audio_file(path: str) -> Dict:
-    """Read an audio file's header and its first samples with soundfile.
+    """Read a whole audio file with soundfile.
 
     Args:
         path (str): Audio file (wav, flac, ...).
 
     Returns:
         dict: ``ok`` and either ``error`` or ``audio_rate``, ``channels``,
-        ``duration``.
+        ``duration`` and ``audio_decoded`` / ``audio_declared`` (seconds
+        read, seconds a wav header declares or None).
     """
     import soundfile
-    info = soundfile.info(path)
-    if info.frames <= 0:
+
+    # A file object, not the name: soundfile cannot encode a name whose
+    # bytes are not UTF-8.
+    with open(path, 'rb') as f:
+        samples, rate = soundfile.read(f, dtype='float32', always_2d=True)
+    if samples.shape[0] == 0:
         return dict(ok=False, error='no audio samples (empty file)')
-    soundfile.read(path, frames=min(info.frames, 4096), dtype='float32')
+    declared = None
+    if osp.splitext(path)[1].lower() == '.wav':
+        frames = wav_declared_frames(path)
+        declared = frames / float(rate) if frames is not None else None
+    duration = samples.shape[0] / float(rate)
     return dict(
         ok=True,
-        audio_rate=info.samplerate,
-        channels=info.channels,
-        duration=info.frames / float(info.samplerate))
+        audio_rate=rate,
+        channels=samples.shape[1],
+        duration=duration,
+        audio_decoded=duration,
+        audio_declared=declared)
+
+
+def truncation_error(result: Dict, tolerance: float) -> Optional[str]:
+    """Say whether a probed file holds less than its header declares.
+
+    Args:
+        result (dict): A successful :func:`probe_media` result.
+        tolerance (float): Share of the declared duration that may be
+            missing (container durations are rounded).
+
+    Returns:
+        str | None: The problem, e.g. ``'truncated: video decodes to
+        0.60 s of 1.33 s declared'``, or None.
+    """
+    checks = [(kind, result.get(f'{kind}_decoded'),
+               result.get(f'{kind}_declared')) for kind in ('video', 'audio')]
+    # Containers without stream durations (mkv, webm, flv) declare only
+    # their own, that of the longest stream.
+    decoded = [d for _, d, _ in checks if d is not None]
+    if decoded:
+        checks.append(('the file', max(decoded),
+                       result.get('container_declared')))
+    for what, decoded, declared in checks:
+        if decoded is None or not declared:
+            continue
+        if decoded < declared * (1.0 - tolerance):
+            return (f'truncated: {what} decodes to {decoded:.2f} s of '
+                    f'{declared:.2f} s declared (tolerance '
+                    f'{tolerance:.0%})')
+    return None
 
 
 def probe_media(task: Tuple[str, str]) -> Dict:
@@ -281,6 +387,155 @@ def probe_media(task: Tuple[str, str]) -> Dict:
         return _probe_container(path, need_audio=(kind == 'video+audio'))
     except Exception as e:  # noqa: BLE001 -- reported, never fatal
         return dict(ok=False, error=f'cannot decode: {type(e).__name__}: {e}')
+
+
+def _describe_exit(exitcode: Optional[int]) -> str:
+    """Name how a worker process ended, e.g. ``'killed by SIGSEGV'``."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f'killed by {signal.Signals(-exitcode).name}'
+        except ValueError:
+            return f'killed by signal {-exitcode}'
+    return f'exited with status {exitcode}'
+
+
+def _isolated_worker(fn: Callable, initializer: Optional[Callable],
+                     conn) -> None:
+    """Loop of a :func:`run_isolated` worker: run tasks until told to stop."""
+    if initializer is not None:
+        initializer()
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        index, task = msg
+        try:
+            out = (True, fn(task))
+        except Exception as e:  # noqa: BLE001 -- sent back as a failure
+            out = (False, f'{type(e).__name__}: {e}')
+        conn.send((index, out))
+
+
+class _Worker:
+    """One worker process of :func:`run_isolated` and its current task."""
+
+    def __init__(self, ctx, fn: Callable,
+                 initializer: Optional[Callable]) -> None:
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=_isolated_worker,
+            args=(fn, initializer, child),
+            daemon=True)
+        self.proc.start()
+        child.close()
+        self.index: Optional[int] = None
+        self.started = 0.0
+
+    def give(self, index: int, task: Any) -> None:
+        self.conn.send((index, task))
+        self.index, self.started = index, time.monotonic()
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
+        self.proc.join()
+        self.conn.close()
+
+
+def run_isolated(fn: Callable,
+                 tasks: Sequence[Any],
+                 workers: int = 1,
+                 timeout: Optional[float] = None,
+                 progress: bool = True,
+                 initializer: Optional[Callable] = None
+                 ) -> List[Tuple[bool, Any]]:
+    """Run ``fn(task)`` for every task in worker processes that may crash.
+
+    A native crash (e.g. a decoder's segmentation fault) kills only the
+    process it happens in, and a :class:`multiprocessing.Pool` then waits
+    for that task forever. Here each worker's death and each task's run
+    time are watched: a task whose worker dies or exceeds ``timeout`` is
+    failed with the reason, the worker is replaced, and the other tasks go
+    on. Even ``workers=1`` runs in a child process, for the same reason.
+
+    Args:
+        fn (callable): Picklable function of one task.
+        tasks (Sequence): The tasks.
+        workers (int): Worker processes.
+        timeout (float, optional): Seconds a task may run; None: no limit.
+        progress (bool): Show mmengine's progress bar.
+        initializer (callable, optional): Run once in each new worker.
+
+    Returns:
+        list[tuple[bool, Any]]: Per task, in task order, ``(True,
+        fn(task))`` or ``(False, reason)`` where ``reason`` names the
+        exception, the signal that killed the worker or the timeout.
+    """
+    from mmengine.utils import ProgressBar
+    results: List[Optional[Tuple[bool, Any]]] = [None] * len(tasks)
+    if not tasks:
+        return []
+    ctx = multiprocessing.get_context()
+    pending = deque(range(len(tasks)))
+    bar = ProgressBar(len(tasks)) if progress else None
+    pool = []
+    for _ in range(max(1, min(workers, len(tasks)))):
+        pool.append(_Worker(ctx, fn, initializer))
+    for worker in pool:
+        index = pending.popleft() if pending else None
+        if index is not None:
+            worker.give(index, tasks[index])
+
+    def finish(worker: _Worker, out: Tuple[bool, Any]) -> None:
+        results[worker.index] = out
+        worker.index = None
+        if bar is not None:
+            bar.update()
+
+    while any(w.index is not None for w in pool):
+        busy = [w for w in pool if w.index is not None]
+        wait_for_ready([w.conn for w in busy] + [w.proc.sentinel
+                                                 for w in busy],
+                       timeout=1.0)
+        for i, worker in enumerate(pool):
+            if worker.index is None:
+                continue
+            failure = None
+            if worker.conn.poll():
+                try:
+                    _, out = worker.conn.recv()
+                except (EOFError, OSError):  # it died: the pipe closed
+                    failure = 'died'
+                else:
+                    finish(worker, out)
+            elif not worker.proc.is_alive():
+                failure = 'died'
+            elif (timeout is not None
+                  and time.monotonic() - worker.started > timeout):
+                failure = f'timed out after {timeout:g} s (worker killed)'
+            if failure is not None:
+                worker.stop(kill=True)  # reaps it: its exit code is known
+                if failure == 'died':
+                    failure = ('worker process '
+                               f'{_describe_exit(worker.proc.exitcode)}')
+                finish(worker, (False, failure))
+                worker = pool[i] = _Worker(ctx, fn, initializer)
+            if worker.index is None and pending:
+                index = pending.popleft()
+                worker.give(index, tasks[index])
+    for worker in pool:
+        worker.stop()
+    if bar is not None:
+        bar.file.write('\n')
+    return results
 
 
 class ProbeCache:
@@ -361,24 +616,29 @@ def probe_files(tasks: Sequence[Tuple[str, str]],
                 workers: int = 1,
                 cache: Optional[ProbeCache] = None,
                 progress: bool = True,
-                chunk_size: int = 512) -> Tuple[Dict, Dict[str, int]]:
+                chunk_size: int = 512,
+                timeout: Optional[float] = DEFAULT_FILE_TIMEOUT
+                ) -> Tuple[Dict, Dict[str, int]]:
     """Probe many files in parallel, reusing and updating a cache.
 
     Work is done in chunks and the cache is saved after each one, so an
-    interrupted run loses at most one chunk.
+    interrupted run loses at most one chunk. Files are probed by
+    :func:`run_isolated`: a file that crashes or hangs its worker gets a
+    failed result saying so, which is not cached (a rerun tries again).
 
     Args:
         tasks (Sequence[tuple[str, str]]): ``(path, kind)`` pairs.
-        workers (int): Worker processes (1: in this process).
+        workers (int): Worker processes.
         cache (ProbeCache, optional): Cache to read and update.
         progress (bool): Show mmengine's progress bar.
         chunk_size (int): Files probed between two cache saves.
+        timeout (float, optional): Seconds one file may take.
 
     Returns:
         tuple[dict, dict]: ``(path, kind) -> result`` for every task, and
-        the counts ``probed`` (decoded now) and ``cached`` (reused).
+        the counts ``probed`` (decoded now), ``cached`` (reused) and
+        ``crashed`` (worker died or timed out).
     """
-    from mmengine.utils import track_parallel_progress, track_progress
     results: Dict[Tuple[str, str], Dict] = {}
     todo = []
     for task in OrderedDict.fromkeys(tuple(t) for t in tasks):
@@ -387,22 +647,15 @@ def probe_files(tasks: Sequence[Tuple[str, str]],
             results[task] = hit
         else:
             todo.append(task)
-    counts = dict(probed=len(todo), cached=len(results))
+    counts = dict(probed=len(todo), cached=len(results), crashed=0)
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start:start + chunk_size]
-        if workers > 1 and len(chunk) > 1:
-            nproc = min(workers, len(chunk))
-            if progress:
-                out = track_parallel_progress(probe_media, chunk, nproc)
-            else:
-                with open(os.devnull, 'w') as devnull:
-                    out = track_parallel_progress(
-                        probe_media, chunk, nproc, file=devnull)
-        elif progress:
-            out = track_progress(probe_media, chunk)
-        else:
-            out = [probe_media(task) for task in chunk]
-        for task, result in zip(chunk, out):
+        out = run_isolated(probe_media, chunk, workers, timeout, progress)
+        for task, (finished, result) in zip(chunk, out):
+            if not finished:
+                counts['crashed'] += 1
+                results[task] = dict(ok=False, error=f'probe {result}')
+                continue
             results[task] = result
             if cache is not None:
                 cache.store(task[0], task[1], result)
@@ -439,7 +692,9 @@ class _LinkFarm:
     have spaces in folder names (Kinetics label folders such as
     ``videos/train/playing bagpipes/``). Such a file is listed through a
     symlink ``<root>/links/<name>`` (whitespace in the name replaced by
-    ``_``) that points at it; a rerun reuses or updates the links.
+    ``_``) that points at it; a rerun reuses or updates the links. A path
+    with bytes that are not UTF-8 (list files are UTF-8 text) is linked
+    the same way, each such byte replaced by ``_``.
 
     Args:
         root (str): Dataset root.
@@ -458,17 +713,19 @@ class _LinkFarm:
 
         Returns:
             str: :func:`rel_to_root` of ``path``, or of a symlink to it when
-            that contains whitespace.
+            that contains whitespace or bytes that are not UTF-8.
 
         Raises:
             OSError: The symlink cannot be created (e.g. a file system
                 without symlinks).
         """
         rel = rel_to_root(path, self.root)
-        if not any(c.isspace() for c in rel):
-            return rel
+        if rel.isprintable() and not any(c.isspace() for c in rel):
+            return rel  # lone surrogates (undecodable bytes) are unprintable
         target = osp.abspath(path)
-        stem, ext = osp.splitext(re.sub(r'\s+', '_', osp.basename(target)))
+        name = os.fsencode(osp.basename(target)).decode('utf-8', 'replace')
+        stem, ext = osp.splitext(
+            re.sub(r'\s+', '_', name.replace('\ufffd', '_')))
         name, k = stem + ext, 0
         while self.claimed.get(name, target) != target:
             k += 1
@@ -487,13 +744,20 @@ class _LinkFarm:
 
 def _write_text(path: str, text: str) -> None:
     tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
+    try:
+        with open(tmp, 'w', encoding='utf-8') as f:
+            f.write(text)
+    except BaseException:
+        if osp.lexists(tmp):
+            os.remove(tmp)
+        raise
     os.replace(tmp, path)  # atomic: readers never see half a file
 
 
 def _write_json(path: str, obj) -> None:
-    _write_text(path, json.dumps(obj, indent=1, ensure_ascii=False) + '\n')
+    # ASCII escapes keep paths with undecodable bytes (lone surrogates)
+    # writable, and json.load gives the same str back.
+    _write_text(path, json.dumps(obj, indent=1, ensure_ascii=True) + '\n')
 
 
 def build_lists(root: str,
@@ -504,6 +768,8 @@ def build_lists(root: str,
                 force_probe: bool = False,
                 progress: bool = True,
                 min_audio_duration: float = 0.1,
+                duration_tolerance: float = DEFAULT_DURATION_TOLERANCE,
+                file_timeout: Optional[float] = DEFAULT_FILE_TIMEOUT,
                 settings: Optional[Dict] = None) -> Dict:
     """Probe the clips' files and write lists, classes and report.
 
@@ -519,6 +785,11 @@ def build_lists(root: str,
         min_audio_duration (float): A stand-alone audio file shorter than
             this (seconds) is reported as unusable; matches ``LoadAudio``'s
             ``min_duration`` so the lists only hold clips it accepts.
+        duration_tolerance (float): Share of a stream's declared duration
+            that may be missing before the file counts as truncated (see
+            :func:`truncation_error`).
+        file_timeout (float, optional): Seconds one file's probe may take
+            before its worker is killed and the file reported.
         settings (dict, optional): Tool settings recorded in the report.
 
     Returns:
@@ -526,11 +797,14 @@ def build_lists(root: str,
         ``splits`` (per split ``listed``, ``written``, ``missing``, ``bad``,
         ``per_class``), ``missing`` and ``bad`` (one record per clip with
         ``split``, ``source``, ``clip`` and ``reason``/``error``) and
-        ``probe`` (``probed``/``cached`` counts).
+        ``probe`` (``probed``/``cached``/``crashed`` counts).
 
     Raises:
         ValueError: An unknown split name or a label out of range.
     """
+    if not 0.0 <= duration_tolerance < 1.0:
+        raise ValueError('duration_tolerance must be in [0, 1), got '
+                         f'{duration_tolerance}')
     for split, clips in entries.items():
         if split not in SPLITS:
             raise ValueError(f'unknown split {split!r}; one of {SPLITS}')
@@ -566,8 +840,11 @@ def build_lists(root: str,
     cache = ProbeCache(
         osp.join(root, PROBE_CACHE_NAME), load=not force_probe)
     results, probe_counts = probe_files(
-        [t for _, clip in present for t in tasks_of(clip)], workers, cache,
-        progress)
+        [t for _, clip in present for t in tasks_of(clip)],
+        workers,
+        cache,
+        progress,
+        timeout=file_timeout)
 
     links = _LinkFarm(root)
     bad, lines = [], {split: [] for split in entries}
@@ -575,11 +852,16 @@ def build_lists(root: str,
         errors = []
         for path, kind in tasks_of(clip):
             result = results[(path, kind)]
+            where = display_path(path)
             if not result.get('ok'):
-                errors.append(f'{path}: {result.get("error")}')
+                errors.append(f'{where}: {result.get("error")}')
+            elif truncation_error(result, duration_tolerance):
+                errors.append(
+                    f'{where}: '
+                    f'{truncation_error(result, duration_tolerance)}')
             elif (kind == 'audio' and result.get('duration') is not None
                   and result['duration'] < min_audio_duration):
-                errors.append(f'{path}: audio too short '
+                errors.append(f'{where}: audio too short '
                               f'({result["duration"]:.3f} s < '
                               f'{min_audio_duration} s)')
         if errors:
@@ -614,7 +896,11 @@ def build_lists(root: str,
         dataset=dataset,
         root=osp.abspath(root),
         created=time.strftime('%Y-%m-%d %H:%M:%S'),
-        settings=settings or {},
+        settings=dict(
+            settings or {},
+            duration_tolerance=duration_tolerance,
+            file_timeout=file_timeout,
+            min_audio_duration=min_audio_duration),
         num_classes=len(classes),
         classes=list(classes),
         splits=summary,
@@ -656,6 +942,10 @@ def format_summary(report: Dict) -> str:
     out.append(f'[{report["dataset"]}] {report["num_classes"]} classes; '
                f'probed {probe["probed"]} files, {probe["cached"]} from the '
                f'cache; details in {osp.join(root, REPORT_NAME)}')
+    if probe.get('crashed'):
+        out.append(f'[{report["dataset"]}] FAILED: {probe["crashed"]} files '
+                   'crashed or hung their probe process (listed as bad in '
+                   'the report; a rerun probes them again)')
     return '\n'.join(out)
 
 
@@ -752,8 +1042,9 @@ def stratified_split(keys: Sequence[str],
 def add_file_check_args(parser) -> None:
     """Add the options every prepare tool shares.
 
-    They set :func:`build_lists`' ``workers``, ``force_probe`` and
-    ``progress``; :func:`run_cli` passes them on.
+    They set :func:`build_lists`' ``workers``, ``force_probe``,
+    ``progress``, ``duration_tolerance`` and ``file_timeout``;
+    :func:`run_cli` passes them on.
 
     Args:
         parser (argparse.ArgumentParser): The tool's parser (or one of its
@@ -768,6 +1059,19 @@ def add_file_check_args(parser) -> None:
         '--force-probe',
         action='store_true',
         help='re-check every file instead of trusting the probe cache')
+    parser.add_argument(
+        '--duration-tolerance',
+        type=float,
+        default=DEFAULT_DURATION_TOLERANCE,
+        help='a stream that decodes to less than (1 - this) of the duration '
+        'its header declares is reported as truncated (default: '
+        f'{DEFAULT_DURATION_TOLERANCE})')
+    parser.add_argument(
+        '--file-timeout',
+        type=float,
+        default=DEFAULT_FILE_TIMEOUT,
+        help='seconds the check of one file may take before its worker is '
+        f'killed and the file reported (default: {DEFAULT_FILE_TIMEOUT:g})')
     parser.add_argument(
         '--no-progress', action='store_true', help='no progress bars')
 
@@ -795,12 +1099,14 @@ def run_cli(prepare_fn, args, **kwargs) -> int:
     """Run a prepare function for a command line tool.
 
     Annotation problems become one ``error: ...`` line on stderr and exit
-    status 1 instead of a traceback, since they are the user's to fix.
+    status 1 instead of a traceback, since they are the user's to fix. Files
+    whose check crashed or hung its worker give exit status 2 after the
+    lists and the report are written: the run did not check everything.
 
     Args:
         prepare_fn (callable): The tool's ``prepare`` function; returns the
-            report of :func:`build_lists`, to which it passes ``workers``,
-            ``force_probe`` and ``progress``.
+            report of :func:`build_lists`, to which it passes the options
+            of :func:`add_file_check_args`.
         args (argparse.Namespace): The command line parsed by a
             :func:`make_parser` parser: gives ``root`` and the options of
             :func:`add_file_check_args`.
@@ -815,9 +1121,11 @@ def run_cli(prepare_fn, args, **kwargs) -> int:
             **kwargs,
             workers=args.workers,
             force_probe=args.force_probe,
-            progress=not args.no_progress)
+            progress=not args.no_progress,
+            duration_tolerance=args.duration_tolerance,
+            file_timeout=args.file_timeout)
     except (FileNotFoundError, AnnotationError, ValueError) as e:
         print(f'error: {e}', file=sys.stderr)
         return 1
-    print(format_summary(report))
-    return 0
+    print(display_path(format_summary(report)))
+    return 2 if report['probe'].get('crashed') else 0
