@@ -394,3 +394,14 @@ def test_gpu_check_script_runs_ddp_through_torchrun(tiny_config, tmp_path):
     for part in ('amp', 'compile', 'model_step'):
         assert saved['parts'][part] == dict(ok=False, error='not run')
         assert saved['ok'][part] is False
+
+
+def test_mosi_preset_shapes_follow_the_config():
+    from mmengine.config import Config
+    model_step = _load('model_step')
+    cfg = Config.fromfile(osp.join(REPO, 'configs', 'clcr_mosi.py'))
+    shapes, _ = model_step.preset_shapes('mosi', cfg, None)
+    dims = cfg['mmsa_feat_dims']
+    assert set(shapes) == set(dims) == set(
+        cfg.model.backbone.modalities)
+    assert all(shapes[m] == (50, dims[m]) for m in dims)

@@ -9,7 +9,7 @@ every trainable parameter, unless the config asks DDP to look for unused
 parameters itself (``model_wrapper_cfg.find_unused_parameters=True``).
 """
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
 import torch
@@ -28,9 +28,26 @@ CONFIGS = sorted(
                                                           '**/*.py')]
     if '_base_' not in p.parts)
 BATCH = 2
+BERT_WIDTH = 16
+BERT_VOCAB = 3000
 SPATIAL = 32  # smallest side a ResNet's stride 32 keeps non-empty
 FRAMES = 4
 SEQ_LEN = 8
+
+
+@pytest.fixture(scope='module')
+def tiny_bert(tmp_path_factory) -> str:
+    """A tiny, randomly initialised BERT saved locally, deep enough for the
+    configs' tap layers."""
+    transformers = pytest.importorskip('transformers')
+    config = transformers.BertConfig(
+        vocab_size=BERT_VOCAB, hidden_size=BERT_WIDTH, num_hidden_layers=12,
+        num_attention_heads=2, intermediate_size=32,
+        max_position_embeddings=64)
+    path = tmp_path_factory.mktemp('bert') / 'tiny_bert'
+    transformers.BertModel(config, add_pooling_layer=False).save_pretrained(
+        path)
+    return str(path)
 
 
 def first_in_channels(backbone: nn.Module) -> int:
@@ -54,14 +71,30 @@ def tiny_sample(layout: str, channels: int) -> torch.Tensor:
     return torch.randn(1, *shape)
 
 
-def tiny_batch(model: nn.Module, regression: bool) -> dict:
-    """A batch as a dataloader hands it to the data preprocessor."""
-    if hasattr(model.backbone, 'encoders'):  # CLCRRecognizer
+def tiny_tokens() -> torch.Tensor:
+    """One BertTextEncoder sample: (1, L, 3) token ids, mask, segments."""
+    ids = torch.randint(100, BERT_VOCAB, (1, SEQ_LEN, 1)).float()
+    return torch.cat([ids, torch.ones_like(ids), torch.zeros_like(ids)], -1)
+
+
+def modality_sample(encoder: nn.Module) -> torch.Tensor:
+    if type(encoder.backbone).__name__ == 'BertTextEncoder':
+        return tiny_tokens()
+    return tiny_sample(encoder.layout, first_in_channels(encoder.backbone))
+
+
+def tiny_batch(model: nn.Module, regression: bool) -> Tuple[dict, bool]:
+    """A batch as a dataloader hands it to the data preprocessor, and
+    whether it still has to go through it."""
+    preprocess = True
+    if type(model).__name__ == 'MMRecognizer3D':  # RGB + pose heatmaps
+        # batched (B, V, ...) as mmaction2's preprocessor would give them
+        inputs = dict(imgs=torch.randn(BATCH, 1, 3, 8, 64, 64),
+                      heatmap_imgs=torch.randn(BATCH, 1, 17, 32, 16, 16))
+        preprocess = False
+    elif hasattr(model.backbone, 'encoders'):  # CLCR's hierarchy encoder
         inputs = {
-            name: [
-                tiny_sample(enc.layout, first_in_channels(enc.backbone))
-                for _ in range(BATCH)
-            ]
+            name: [modality_sample(enc) for _ in range(BATCH)]
             for name, enc in model.backbone.encoders.items()
         }
     else:  # a plain mmaction2 recognizer on one (audio) image
@@ -76,10 +109,23 @@ def tiny_batch(model: nn.Module, regression: bool) -> dict:
         if isinstance(inputs, dict):
             sample.set_field({m: True for m in inputs}, 'modality_mask')
         samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
+    return dict(inputs=inputs, data_samples=samples), preprocess
 
 
-def build(config: str, monkeypatch=None) -> Tuple[Config, nn.Module]:
+def use_tiny_bert(cfg: Config, bert_dir: str) -> None:
+    """Point every BertTextEncoder of the config at a tiny local BERT (the
+    configs name a bert-base directory that tests do not have)."""
+    encoders = cfg.model.get('backbone', {}).get('modalities', {}) or {}
+    for enc in encoders.values():
+        if str(enc.get('backbone', {}).get('type')).endswith(
+                'BertTextEncoder'):
+            enc.backbone.pretrained = bert_dir
+            enc.tap_channels = (BERT_WIDTH, ) * 3
+
+
+def build(config: str,
+          monkeypatch=None,
+          bert_dir: Optional[str] = None) -> Tuple[Config, nn.Module]:
     """Build a config's model as tools/train.py would, in its own scope;
     a project's local package is made importable as its README's
     ``PYTHONPATH=projects/<name>`` does."""
@@ -87,17 +133,20 @@ def build(config: str, monkeypatch=None) -> Tuple[Config, nn.Module]:
     if parts[0] == 'projects' and monkeypatch is not None:
         monkeypatch.syspath_prepend(str(REPO / 'projects' / parts[1]))
     cfg = Config.fromfile(str(REPO / config))
+    if bert_dir:
+        use_tiny_bert(cfg, bert_dir)
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.get('default_scope', 'clcr_mm'))
     return cfg, MODELS.build(cfg.model)
 
 
-def params_without_grad(model: nn.Module, batch: dict) -> List[str]:
+def params_without_grad(model: nn.Module, batch: dict,
+                        preprocess: bool) -> List[str]:
     """Run one loss step; return the trainable parameters left without a
     gradient."""
     model.train()
-    data = model.data_preprocessor(batch, True)
+    data = model.data_preprocessor(batch, True) if preprocess else batch
     losses = model(**data, mode='loss')
     loss, _ = model.parse_losses(losses)
     assert torch.isfinite(loss), f'loss is {loss}'
@@ -116,28 +165,16 @@ def test_every_config_is_collected():
     assert len(CONFIGS) >= 25, CONFIGS
 
 
-# Configs whose inputs this test cannot fake from the model alone; each is
-# trained for real elsewhere.
-NEEDS_OWN_INPUTS = {
-    # a BERT directory on disk: tests/test_mmsa_bert.py fine-tunes it
-    'configs/clcr_mosi_bert.py': 'needs a local BERT directory',
-    # RGBPoseConv3D pairs RGB and heatmap clips of fixed relative sizes:
-    # tests/test_mmaction_recognizers.py trains these
-    **{c: 'RGBPoseConv3D needs paired RGB / heatmap clips'
-       for c in CONFIGS
-       if c.startswith('projects/rgbpose_clcr/configs/rgbpose')},
-}
-
-
-@pytest.mark.parametrize('config', [
-    pytest.param(c, marks=pytest.mark.skip(reason=NEEDS_OWN_INPUTS[c]))
-    if c in NEEDS_OWN_INPUTS else c for c in CONFIGS
-])
-def test_one_step_reaches_every_trainable_parameter(config, monkeypatch):
-    cfg, model = build(config, monkeypatch)
+@pytest.mark.parametrize('config', CONFIGS)
+def test_one_step_reaches_every_trainable_parameter(config, monkeypatch,
+                                                    request):
+    bert_dir = None
+    if 'BertTextEncoder' in (REPO / config).read_text():
+        bert_dir = request.getfixturevalue('tiny_bert')
+    cfg, model = build(config, monkeypatch, bert_dir)
     head = cfg.model.get('cls_head', {})
-    batch = tiny_batch(model, head.get('task') == 'regression')
-    unused = params_without_grad(model, batch)
+    batch, preprocess = tiny_batch(model, head.get('task') == 'regression')
+    unused = params_without_grad(model, batch, preprocess)
     wrapper = cfg.get('model_wrapper_cfg', None) or {}
     if wrapper.get('find_unused_parameters'):
         # unused by design, and the config says so to DDP

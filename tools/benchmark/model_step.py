@@ -24,8 +24,9 @@ Presets (per-sample input shapes, no view dim):
   ``configs/clcr_synthetic_av.py``; shapes read from that config's
   ``train_pipeline`` (rgb (3, 8, 56, 56) uint8, audio log-mel (1, 101, 64)).
 * ``mosi``: CMU-MOSI feature sequences, model ``configs/clcr_mosi.py``;
-  (length, width) per modality from the config's ``mmsa_seq_len`` and
-  ``mmsa_feat_dims`` (text (50, 768), audio (50, 5), vision (50, 20)).
+  (length, width) per modality from the config's ``mmsa_feat_dims`` and
+  ``mmsa_seq_len`` (None: the 50 steps of ``aligned_50.pkl``): text
+  (50, 768), audio (50, 5), vision (50, 20).
 * ``ucf101``: UCF101-shaped RGB + optical flow with ResNet-18 encoders:
   rgb (3, 8, S, S) and flow (10, S, S), S = ``--crop`` (112 by default to
   stay practical on CPU; use ``--crop 224`` on a GPU for the real size).
@@ -58,6 +59,8 @@ import bench_utils as bu  # noqa: E402
 SYNTHETIC_DEFAULTS = dict(
     rgb=(3, 8, 56, 56),  # 8 frames, 56x56 crops of the 64x64 videos
     audio=(1, 101, 64))  # log-mel: 1.6 s at 16 ms hop, 64 mel bins
+# Steps per modality in MMSA's aligned_50.pkl, kept when mmsa_seq_len=None.
+MOSI_STORED_LEN = 50
 UCF101_DEFAULTS = dict(clip_len=8, flow_len=5, crop=112, cpu_batch_size=4)
 # Modalities that come out of the pipeline as uint8 images / frames.
 UINT8_MODALITIES = ('rgb', 'flow', 'visual', 'video')
@@ -327,9 +330,12 @@ def preset_shapes(preset: str, cfg,
     if preset == 'synthetic':
         return synthetic_shapes(cfg)
     if preset == 'mosi':
-        lengths, dims = cfg['mmsa_seq_len'], cfg['mmsa_feat_dims']
+        dims = cfg['mmsa_feat_dims']
+        lengths = cfg.get('mmsa_seq_len', None)
+        if not isinstance(lengths, dict):  # None keeps the stored steps
+            lengths = {m: lengths or MOSI_STORED_LEN for m in dims}
         return {m: (lengths[m], dims[m]) for m in dims}, \
-            'mmsa_seq_len and mmsa_feat_dims of the config'
+            'mmsa_feat_dims (and mmsa_seq_len, else 50 steps) of the config'
     clip_len = cfg.get('clip_len', UCF101_DEFAULTS['clip_len'])
     flow_len = cfg.get('flow_len', UCF101_DEFAULTS['flow_len'])
     size = crop or UCF101_DEFAULTS['crop']
