@@ -359,10 +359,6 @@ def test_gpu_check_amp_and_compile_parts(tiny_config, tmp_path):
     assert _positive(late['compiled_over_eager'])
 
 
-@pytest.mark.xfail(
-    reason='SharedPrivateSeparationLoss returns NaN under float16 '
-    'autocast (issue 13, the regularisers compute in float32 once fixed)',
-    strict=False)
 def test_gpu_check_amp_clcr(tiny_config, tmp_path):
     """CLCR trains under float16 and bfloat16 AMP with finite losses."""
     _amp_part(tiny_config, tmp_path, 'clcr')

@@ -217,12 +217,16 @@ class SharedPrivateSeparationLoss(nn.Module):
         shared_t, valid = stack_levels(shared, modalities, token_masks)
         private_t, _ = stack_levels(private, modalities, token_masks)
         present_t = _pair_presence(present, len(shared))
-        terms = _present_mean(_cross_energy(shared_t, private_t, valid),
-                              present_t)
-        if self.batch_weight:
-            terms = terms + self.batch_weight * linear_cka(
-                _pooled(shared_t, valid), _pooled(private_t, valid),
-                present_t)
+        # float32 whatever the autocast: Gram sums over the batch overflow
+        # float16
+        with torch.autocast(shared_t.device.type, enabled=False):
+            shared_t, private_t = shared_t.float(), private_t.float()
+            terms = _present_mean(_cross_energy(shared_t, private_t, valid),
+                                  present_t)
+            if self.batch_weight:
+                terms = terms + self.batch_weight * linear_cka(
+                    _pooled(shared_t, valid), _pooled(private_t, valid),
+                    present_t)
         return self.loss_weight * terms.mean()
 
 
