@@ -133,7 +133,8 @@ def run_seed(task: tuple) -> dict:
     try:
         options = [f'randomness.seed={seed}'] + list(args.train_args)
         if args.epochs is not None:
-            options += ar.schedule_options(config, args.epochs)
+            # the schedules follow train_cfg.max_epochs
+            options.append(f'train_cfg.max_epochs={args.epochs}')
         train = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
                  '--work-dir', work_dir]
         if osp.exists(osp.join(work_dir, 'last_checkpoint')):
