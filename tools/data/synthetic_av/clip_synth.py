@@ -388,7 +388,8 @@ def write_dataset(out_dir: str, meta: dict, specs: Sequence[dict],
     skip = False
     if osp.isfile(factors_path):
         with open(factors_path) as f:
-            skip = json.load(f).get('meta') == meta
+            # compared as JSON (tuples in ``meta`` come back as lists)
+            skip = json.load(f).get('meta') == json.loads(json.dumps(meta))
     tasks: List[dict] = []
     for spec in specs:
         path = osp.join(out_dir, spec['video'])
