@@ -266,11 +266,19 @@ def run_test(result: dict, config: str, seed: int,
         return result
     value = read_test_metric(work_dir, args.metric)
     if value is None:
+        lock = acquire_lock(work_dir)
+        if lock is None:
+            print(f'[ablation] {name} seed {seed}: another runner holds '
+                  f'{work_dir}/runner.lock, not tested here', flush=True)
+            return result
         cmd = test_command(config, ckpt, work_dir, seed, args, name)
         print('[ablation] ' + ' '.join(cmd), flush=True)
-        with open(osp.join(work_dir, 'runner_stdout.log'), 'a') as log:
-            proc = subprocess.run(cmd, cwd=REPO, env=thread_env(args),
-                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            with open(osp.join(work_dir, 'runner_stdout.log'), 'a') as log:
+                proc = subprocess.run(cmd, cwd=REPO, env=thread_env(args),
+                                      stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            os.remove(lock)
         value = read_test_metric(work_dir, args.metric)
         if proc.returncode != 0 or value is None:
             print(f'[ablation] {name} seed {seed}: test FAILED (exit '
@@ -393,7 +401,7 @@ def plot(rows: List[dict], metric: str, path: str) -> None:
                    color='k', s=10, zorder=3)
         tests = [100 * t for t in r['tests'] if t is not None]
         ax.scatter([x + 0.2] * len(tests), tests, color='k', marker='x',
-                   s=14, zorder=3, label='test (x)' if x == 0 else None)
+                   s=14, zorder=3)
     ax.set_xticks(list(xs))
     ax.set_xticklabels([r['name'] for r in rows], rotation=35, ha='right')
     ax.set_ylabel(f'best val {metric} (%); x: test at that checkpoint')

@@ -144,8 +144,11 @@ def curves_table(rows: Sequence[dict]) -> str:
 
 def ablation_section(record: dict) -> str:
     """The comparison and the learning curves of one ablations.json."""
-    rows = record.get('rows') or summarise_runs(
-        record['runs'], list(record['runs']))
+    # rows recomputed from the per-seed records, so that records written
+    # before a column existed still render (as n/a)
+    names = [r['name'] for r in record.get('rows') or []] or list(
+        record['runs'])
+    rows = summarise_runs(record['runs'], names)
     metric = record.get('metric', 'acc/top1')
     head = (f"### {record.get('benchmark', '?')}: comparison\n\n"
             f"epochs={record.get('epochs') or 'config'}, train subset="
