@@ -7,6 +7,10 @@ at the checkpoint selected on validation.
         --runs clcr late_fusion concat rgb_only audio_only \\
         --root work_dirs/ablations --out-dir docs/results
     python tools/analysis/ablation_runner.py --collect-only      # table only
+    # the cross-level benchmark: 13 runs (CLCR, 4 baselines, 8 ablations)
+    python tools/analysis/ablation_runner.py \
+        --benchmark clcr_synthetic_crosslevel --seeds 0 1 2 \
+        --root work_dirs/crosslevel --out-dir docs/results/crosslevel
 
 Each run is ``python tools/train.py CONFIG --work-dir ROOT/NAME/seedS
 --cfg-options train_cfg.max_epochs=E randomness.seed=S ...`` in a
@@ -64,7 +68,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--runs', nargs='+', default=None,
         help='run names in priority order (default: clcr, the baselines, '
         'then every ablation), or NAME=CONFIG')
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, default=None,
                         help='train_cfg.max_epochs (default: the config\'s)')
     parser.add_argument('--train-subset', type=int, default=None,
