@@ -390,6 +390,9 @@ def write_dataset(out_dir: str, meta: dict, specs: Sequence[dict],
         with open(factors_path) as f:
             # compared as JSON (tuples in ``meta`` come back as lists)
             skip = json.load(f).get('meta') == json.loads(json.dumps(meta))
+    # The documented layout has videos/<split>/ even for an empty split.
+    for split in SPLITS:
+        os.makedirs(osp.join(out_dir, 'videos', split), exist_ok=True)
     tasks: List[dict] = []
     for spec in specs:
         path = osp.join(out_dir, spec['video'])
