@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from mmengine.config import Config
 from runner_utils import tiny_runner
 from tool_loader import load_tool
 
@@ -267,6 +268,55 @@ def test_late_fusion_ceiling():
     lower = correct / len(rows)
     assert math.isclose(lower, upper)
     assert upper == gen.CEILINGS['late_fusion'] == 0.75
+
+
+# ----------------------------------------------------------------------
+# the configs
+# ----------------------------------------------------------------------
+CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
+CONFIGS = sorted(CONFIG_DIR.rglob('clcr_synthetic_crosslevel*.py'))
+LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+COMPARED = ('model', 'train_cfg', 'optim_wrapper', 'param_scheduler',
+            'default_hooks', 'custom_hooks', 'randomness') + LOADERS
+
+
+def comparable(cfg: Config) -> dict:
+    return {key: cfg.get(key) for key in COMPARED}
+
+
+@pytest.mark.parametrize('path', CONFIGS, ids=lambda p: p.stem)
+def test_configs_are_their_synthetic_av_counterparts(path):
+    """Every variant is its clcr_synthetic_av counterpart (so changes to
+    the model, schedule or variant flow in) with only the data root and the
+    class count changed; the regulariser-alone ablations are the CLCR
+    config with that one loss removed."""
+    cfg = Config.fromfile(path)
+    assert cfg.model.cls_head.num_classes == gen.NUM_CLASSES
+    for loader in LOADERS:
+        assert cfg[loader].dataset.data_root == 'data/synthetic_crosslevel'
+    twin = path.with_name(path.name.replace('crosslevel', 'av'))
+    if twin.exists():
+        ref = Config.fromfile(twin)
+        cfg.model.cls_head.num_classes = ref.model.cls_head.num_classes
+        for loader in LOADERS:
+            cfg[loader].dataset.data_root = ref[loader].dataset.data_root
+        assert comparable(cfg) == comparable(ref)
+    else:
+        term = path.stem.split('_wo_')[1]
+        ref = Config.fromfile(CONFIG_DIR / 'clcr_synthetic_crosslevel.py')
+        assert ref.model[term] is not None and cfg.model[term] is None
+        ref.model[term] = None
+        assert comparable(cfg) == comparable(ref)
+
+
+def test_every_ablation_and_baseline_exists():
+    names = {p.stem for p in CONFIGS}
+    for variant in ('', '_late_fusion', '_concat', '_rgb_only',
+                    '_audio_only'):
+        assert f'clcr_synthetic_crosslevel{variant}' in names
+    for what in ('budget', 'exchange', 'hierarchy', 'intercad',
+                 'regularisers', 'loss_sep', 'loss_cross', 'loss_budget'):
+        assert f'clcr_synthetic_crosslevel_wo_{what}' in names
 
 
 # ----------------------------------------------------------------------
