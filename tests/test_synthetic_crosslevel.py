@@ -110,6 +110,10 @@ def test_shortcut_only_in_train(tmp_path):
         for tempo in ('visual_tempo', 'audio_tempo'):
             counts = Counter((s[tempo], s['sync']) for s in specs)
             assert all(abs(c - 80) <= 16 for c in counts.values()), counts
+    # the control set without the shortcut has the same val / test clips
+    for split in ('val', 'test'):
+        assert gen.sample_split_specs(split, 32, 0, 8, 0.9) == \
+            gen.sample_split_specs(split, 32, 0, 8, 0.5)
     with pytest.raises(ValueError, match='shortcut'):
         gen.generate(str(tmp_path), shortcut=1.5, progress=False)
     with pytest.raises(ValueError, match='fps'):
@@ -292,10 +296,18 @@ def test_configs_are_their_synthetic_av_counterparts(path):
     config with that one loss removed."""
     cfg = Config.fromfile(path)
     assert cfg.model.cls_head.num_classes == gen.NUM_CLASSES
+    root = 'data/synthetic_crosslevel'
+    if path.stem.endswith('_noshortcut'):
+        root += '_noshortcut'
     for loader in LOADERS:
-        assert cfg[loader].dataset.data_root == 'data/synthetic_crosslevel'
+        assert cfg[loader].dataset.data_root == root
     twin = path.with_name(path.name.replace('crosslevel', 'av'))
-    if twin.exists():
+    if path.stem.endswith('_noshortcut'):
+        ref = Config.fromfile(CONFIG_DIR / 'clcr_synthetic_crosslevel.py')
+        for loader in LOADERS:
+            cfg[loader].dataset.data_root = ref[loader].dataset.data_root
+        assert comparable(cfg) == comparable(ref)
+    elif twin.exists():
         ref = Config.fromfile(twin)
         cfg.model.cls_head.num_classes = ref.model.cls_head.num_classes
         for loader in LOADERS:
@@ -312,7 +324,7 @@ def test_configs_are_their_synthetic_av_counterparts(path):
 def test_every_ablation_and_baseline_exists():
     names = {p.stem for p in CONFIGS}
     for variant in ('', '_late_fusion', '_concat', '_rgb_only',
-                    '_audio_only'):
+                    '_audio_only', '_noshortcut'):
         assert f'clcr_synthetic_crosslevel{variant}' in names
     for what in ('budget', 'exchange', 'hierarchy', 'intercad',
                  'regularisers', 'loss_sep', 'loss_cross', 'loss_budget'):
