@@ -23,6 +23,7 @@ complexity = load_tool('analysis/complexity.py')
 robustness = load_tool('analysis/robustness.py')
 representation = load_tool('analysis/representation.py')
 ablation_runner = load_tool('analysis/ablation_runner.py')
+results_tables = load_tool('analysis/results_tables.py')
 generate = load_tool('data/synthetic_av/generate.py')
 
 
@@ -242,13 +243,29 @@ def test_ablation_runner_collects_and_skips_finished(trained, tmp_path):
     history = ablation_runner.read_val_history(str(trained['work_dir']),
                                                'acc/top1')
     assert [e for e, _ in history] == [1]
+    data_opts = [f'{split}_dataloader.dataset.data_root='
+                 f"{trained['data_root']}" for split in ('train', 'val',
+                                                         'test')]
+    data_opts += ['test_dataloader.num_workers=0',
+                  'test_dataloader.persistent_workers=False']
     payload = ablation_runner.main([
         '--runs', 'clcr', '--seeds', '0', '--epochs', '1', '--root',
-        str(root), '--out-dir', str(tmp_path)
+        str(root), '--out-dir', str(tmp_path), '--train-args', *data_opts
     ])
     row = payload['rows'][0]
     assert row['name'] == 'clcr' and row['values'] == [history[0][1]]
     assert math.isnan(row['std'])
+    # the test stage evaluated the checkpoint selected on validation, with
+    # the same result as mmengine's test loop on that checkpoint
+    result = payload['runs']['clcr']['0']
+    assert result['test_checkpoint'] == trained['checkpoint']
+    runner = tiny_runner('clcr_synthetic_av.py', tmp_path / 'check',
+                         data_root=trained['data_root'], batch_size=2,
+                         load_from=trained['checkpoint'])
+    assert row['tests'] == [pytest.approx(runner.test()['acc/top1'])]
+    saved = json.loads((trained['work_dir'] /
+                        'runner_result.json').read_text())
+    assert saved['test'] == result['test']
     # one epoch: the curve's mean is its only value
     assert row['curves'] == [[history[0][1]]]
     assert row['curve_mean'] == pytest.approx(history[0][1])
@@ -284,8 +301,122 @@ def test_ablation_runner_collects_and_skips_finished(trained, tmp_path):
     assert names[:5] == ['clcr', 'late_fusion', 'concat', 'rgb_only',
                          'audio_only']
     assert 'wo_budget' in names
-    assert ablation_runner.mean_std([0.5, 0.7])[1] == pytest.approx(
+    assert results_tables.mean_std([0.5, 0.7])[1] == pytest.approx(
         0.1414213, rel=1e-5)
+    # a second call reads the recorded test result instead of testing again
+    log = trained['work_dir'] / 'runner_stdout.log'
+    before = log.read_text()
+    again = ablation_runner.main([
+        '--runs', 'clcr', '--seeds', '0', '--epochs', '1', '--root',
+        str(root), '--out-dir', str(tmp_path / 'again')
+    ])
+    assert again['rows'][0]['tests'] == row['tests']
+    assert log.read_text() == before
+
+
+# ----------------------------------------------------------------------
+# results tables and leakage checks (fake records)
+# ----------------------------------------------------------------------
+def fake_run(best, test, curve):
+    return dict(best=best, test=test, epochs=len(curve),
+                history=[[e + 1, v] for e, v in enumerate(curve)])
+
+
+def test_results_tables_from_fake_records(tmp_path):
+    ablations = dict(
+        benchmark='clcr_synthetic_crosslevel', metric='acc/top1', epochs=3,
+        train_subset=None, seeds=[0, 1, 2],
+        runs=dict(
+            clcr={'0': fake_run(0.8, 0.7, [0.5, 0.8, 0.8]),
+                  '1': fake_run(0.9, 0.85, [0.6, 0.9, 0.9]),
+                  '2': fake_run(1.0, 0.9, [0.7, 0.9, 1.0])},
+            late_fusion={'0': fake_run(0.75, None, [0.7, 0.75])}))
+    rows = results_tables.summarise_runs(ablations['runs'],
+                                         ['clcr', 'late_fusion', 'absent'])
+    assert [r['name'] for r in rows] == ['clcr', 'late_fusion']
+    assert rows[0]['mean'] == pytest.approx(0.9)
+    assert rows[0]['std'] == pytest.approx(0.1)
+    assert rows[0]['test_mean'] == pytest.approx(0.8166667)
+    assert rows[1]['tests'] == [None] and math.isnan(rows[1]['test_mean'])
+    leak = [dict(factor='colour', planted='rgb', chance=0.5,
+                 accuracy={'audio.shared.all': 0.55, 'h': 0.9},
+                 check='audio.shared <= chance + 10', ok=True),
+            dict(factor='sync', planted='relation', chance=0.5,
+                 accuracy={'audio.shared.all': 0.5, 'h': 0.6},
+                 check='h >= 90', ok=False)]
+    representation_record = dict(
+        config='configs/clcr_synthetic_crosslevel.py', num_eval=160,
+        eval_split='test', num_fit=640, fit_split='train', probes={},
+        leakage=leak)
+    factors_record = dict(meta=dict(
+        label_formula='8 * sync + timbre', label_factors=['sync'],
+        factors=dict(sync=dict(values=['different', 'same'],
+                               modality='relation', level='tempo match')),
+        ceilings=dict(late_fusion=0.75)))
+    paths = []
+    for name, record in (('ablations', ablations),
+                         ('representation', representation_record),
+                         ('factors', factors_record)):
+        paths.append(tmp_path / f'{name}.json')
+        paths[-1].write_text(json.dumps(record))
+    readme = tmp_path / 'README.md'
+    readme.write_text('intro\n<!-- results_tables:begin -->\nold\n'
+                      '<!-- results_tables:end -->\noutro\n')
+    out = tmp_path / 'docs' / 'tables.md'
+    text = results_tables.main([*map(str, paths), '--out', str(out),
+                                '--inject', str(readme)])
+    assert text in out.read_text()
+    # mean ± std over seeds of best val and of test, per-seed pairs
+    assert '| clcr | CLCR (full) | 90.0 ± 10.0 | 81.7 ± 10.4 |' in text
+    assert '80.0 / 70.0, 90.0 / 85.0, 100.0 / 90.0' in text
+    assert '| late_fusion | baseline | 75.0 | n/a |' in text
+    # learning curves: one row per run and seed, padded to the longest
+    assert '| clcr | 2 | 70.0 | 90.0 | 100.0 |' in text
+    assert '| late_fusion | 0 | 70.0 | 75.0 |  |' in text
+    assert '| sync | relation | 50.0 | 50.0 | 60.0 | h >= 90 | NO |' in text
+    assert '| late_fusion | 75 |' in text
+    injected = readme.read_text()
+    assert injected.startswith('intro\n') and injected.endswith('outro\n')
+    assert 'old' not in injected and text in injected
+    readme.write_text('no markers\n')
+    with pytest.raises(ValueError, match='markers|needs one line'):
+        results_tables.main([str(paths[0]), '--out', str(out), '--inject',
+                             str(readme)])
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"x": 1}')
+    with pytest.raises(ValueError, match='bad.json'):
+        results_tables.main([str(bad), '--out', str(out)])
+
+
+def test_leakage_checks_planted_factors():
+    factors = dict(
+        names=['colour', 'timbre', 'sync', 'direction'],
+        meta=dict(visible=dict(rgb=['colour', 'direction'],
+                               audio=['timbre', 'direction']),
+                  factors={}))
+    assert representation.planted_in(factors, ('rgb', 'audio')) == dict(
+        colour=['rgb'], timbre=['audio'], sync=[],
+        direction=['rgb', 'audio'])
+    acc = {f: {} for f in ('rgb.shared.all', 'rgb.private.all',
+                           'audio.shared.all', 'audio.private.all', 'h')}
+    for f in acc:
+        acc[f].update(colour=0.5, timbre=0.5, sync=0.5, direction=0.9)
+    acc['audio.shared.all']['colour'] = 0.75  # rgb's colour leaks
+    acc['rgb.shared.all']['timbre'] = 0.58  # within chance + 10
+    acc['h']['sync'] = 0.95
+    probes = dict(accuracy=acc, majority_baseline=dict(
+        colour=0.5, timbre=0.5, sync=0.5, direction=0.5))
+    rows = {r['factor']: r for r in representation.leakage(
+        probes, factors, ('rgb', 'audio'))}
+    assert rows['colour']['ok'] is False and rows['timbre']['ok'] is True
+    assert rows['sync']['planted'] == 'relation' and rows['sync']['ok']
+    assert rows['direction']['ok'] is None
+    # without a `visible` table: the factor's modality field
+    legacy = dict(names=['colour', 'rhythm'], meta=dict(factors=dict(
+        colour=dict(modality='visual'), rhythm=dict(modality='shared'))))
+    assert representation.planted_in(legacy, ('rgb', 'audio')) == dict(
+        colour=['rgb'], rhythm=['rgb', 'audio'])
+    assert representation.leakage(probes, None, ('rgb', 'audio')) == []
 
 
 @pytest.mark.skipif(not HAS_TENSORBOARD,

@@ -1,11 +1,16 @@
 """Train CLCR, its ablations and the baselines over several seeds on one
-benchmark and compare their best validation accuracy.
+benchmark; compare their best validation accuracy and their test accuracy
+at the checkpoint selected on validation.
 
     python tools/analysis/ablation_runner.py                     # defaults
     python tools/analysis/ablation_runner.py --epochs 3 --seeds 0 1 \\
         --runs clcr late_fusion concat rgb_only audio_only \\
         --root work_dirs/ablations --out-dir docs/results
     python tools/analysis/ablation_runner.py --collect-only      # table only
+    # the cross-level benchmark: 13 runs (CLCR, 4 baselines, 8 ablations)
+    python tools/analysis/ablation_runner.py \
+        --benchmark clcr_synthetic_crosslevel --seeds 0 1 2 \
+        --root work_dirs/crosslevel --out-dir docs/results/crosslevel
 
 Each run is ``python tools/train.py CONFIG --work-dir ROOT/NAME/seedS
 --cfg-options train_cfg.max_epochs=E randomness.seed=S ...`` in a
@@ -15,11 +20,18 @@ the schedules follow ``train_cfg.max_epochs``, so a cosine still ends at
 result (``runner_result.json`` with the same epochs, or a best checkpoint
 and validation at the last epoch); an interrupted run resumes from its last
 checkpoint. The best validation metric (default ``acc/top1``) of every run
-is read from mmengine's ``vis_data/scalars.json``.
+is read from mmengine's ``vis_data/scalars.json``. Then (unless
+``--no-test``) ``python tools/test.py CONFIG BEST --work-dir
+ROOT/NAME/seedS/test_best`` evaluates the checkpoint that mmengine's
+``save_best`` kept, i.e. the one selected on validation (the earliest best
+epoch), on the test split; the test split never selects anything. Finished
+runs without a test result get one on the next call.
 
-Outputs in ``--out-dir``: ``ablations.md`` (mean ± std over seeds, with the
-per-seed values), ``ablations.json`` and ``ablations.png`` (bar chart with
-the seeds as dots).
+Outputs in ``--out-dir``: ``ablations.md`` (mean ± std over seeds of the
+best validation value and of the test value, the per-seed values and the
+validation learning curves, all rendered by ``results_tables.py``),
+``ablations.json`` (the records) and ``ablations.png`` (bar chart with the
+seeds as dots, and the learning curves).
 
 Run names: ``clcr``, the baselines ``late_fusion``, ``concat``,
 ``rgb_only``, ``audio_only`` and every ``configs/ablations/*`` file as
@@ -39,20 +51,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import analysis_utils as au  # noqa: E402
+from results_tables import ablation_section, summarise_runs  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 BASELINES = ('late_fusion', 'concat', 'rgb_only', 'audio_only')
-# Human-readable groups for the table.
-GROUPS = dict(clcr='CLCR (full)', late_fusion='baseline',
-              concat='baseline', rgb_only='unimodal', audio_only='unimodal')
-
-
-def group(name: str) -> str:
-    if name in GROUPS:
-        return GROUPS[name]
-    if name.startswith('wo_'):
-        return 'ablation'
-    return 'CLCR variant' if name.startswith('clcr') else 'other'
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -66,7 +68,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         '--runs', nargs='+', default=None,
         help='run names in priority order (default: clcr, the baselines, '
         'then every ablation), or NAME=CONFIG')
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
+    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     parser.add_argument('--epochs', type=int, default=None,
                         help='train_cfg.max_epochs (default: the config\'s)')
     parser.add_argument('--train-subset', type=int, default=None,
@@ -88,6 +90,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                         help='minutes; launch no new run after this')
     parser.add_argument('--collect-only', action='store_true',
                         help='only collect finished runs into the table')
+    parser.add_argument('--no-test', action='store_true',
+                        help='skip the test of the checkpoint selected on '
+                        'validation')
     parser.add_argument('--dry-run', action='store_true',
                         help='print the commands and exit')
     parser.add_argument(
@@ -189,12 +194,9 @@ def summarise(work_dir: str, history: List[Tuple[int, float]],
 # ----------------------------------------------------------------------
 # running
 # ----------------------------------------------------------------------
-def train_command(config: str, work_dir: str, seed: int,
-                  args: argparse.Namespace, name: str = '') -> List[str]:
-    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
-           '--work-dir', work_dir]
-    if osp.exists(osp.join(work_dir, 'last_checkpoint')):
-        cmd.append('--resume')
+def run_options(config: str, seed: int, args: argparse.Namespace,
+                name: str = '') -> List[str]:
+    """The ``--cfg-options`` of one run (seed, schedule, subset, extras)."""
     opts = [f'randomness.seed={seed}']
     if args.epochs is not None:
         # The schedules end where the loop ends (configs/_base_/schedules).
@@ -205,7 +207,86 @@ def train_command(config: str, work_dir: str, seed: int,
     for run_opts in args.run_options:
         if run_opts[0] == name:
             opts += list(run_opts[1:])
-    return cmd + ['--cfg-options'] + opts
+    return opts
+
+
+def train_command(config: str, work_dir: str, seed: int,
+                  args: argparse.Namespace, name: str = '') -> List[str]:
+    cmd = [sys.executable, osp.join(REPO, 'tools', 'train.py'), config,
+           '--work-dir', work_dir]
+    if osp.exists(osp.join(work_dir, 'last_checkpoint')):
+        cmd.append('--resume')
+    return cmd + ['--cfg-options'] + run_options(config, seed, args, name)
+
+
+def test_command(config: str, checkpoint: str, work_dir: str, seed: int,
+                 args: argparse.Namespace, name: str = '') -> List[str]:
+    """``tools/test.py`` on ``checkpoint`` with the run's options (the same
+    data settings as its training)."""
+    return [sys.executable, osp.join(REPO, 'tools', 'test.py'), config,
+            checkpoint, '--work-dir', osp.join(work_dir, 'test_best'),
+            '--cfg-options'] + run_options(config, seed, args, name)
+
+
+def read_test_metric(work_dir: str, metric: str) -> Optional[float]:
+    """``metric`` of the newest test in ``work_dir/test_best``: mmengine's
+    LoggerHook dumps the test metrics to ``<timestamp>/<timestamp>.json``."""
+    for path in sorted(glob.glob(osp.join(work_dir, 'test_best', '*',
+                                          '*.json')), reverse=True):
+        with open(path) as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if record.get(metric) is not None:
+                    return float(record[metric])
+    return None
+
+
+def run_test(result: dict, config: str, seed: int,
+             args: argparse.Namespace, name: str) -> dict:
+    """Add ``test`` (the test metric of the checkpoint selected on
+    validation) to ``result``, running ``tools/test.py`` if needed; the
+    result is returned unchanged when the test fails (and says so)."""
+    work_dir, ckpt = result['work_dir'], result.get('best_checkpoint')
+    if ckpt is None:
+        print(f'[ablation] {name} seed {seed}: no best checkpoint to test',
+              flush=True)
+        return result
+    value = read_test_metric(work_dir, args.metric)
+    if value is None:
+        lock = acquire_lock(work_dir)
+        if lock is None:
+            print(f'[ablation] {name} seed {seed}: another runner holds '
+                  f'{work_dir}/runner.lock, not tested here', flush=True)
+            return result
+        cmd = test_command(config, ckpt, work_dir, seed, args, name)
+        print('[ablation] ' + ' '.join(cmd), flush=True)
+        try:
+            with open(osp.join(work_dir, 'runner_stdout.log'), 'a') as log:
+                proc = subprocess.run(cmd, cwd=REPO, env=thread_env(args),
+                                      stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            os.remove(lock)
+        value = read_test_metric(work_dir, args.metric)
+        if proc.returncode != 0 or value is None:
+            print(f'[ablation] {name} seed {seed}: test FAILED (exit '
+                  f'{proc.returncode}); see {work_dir}/runner_stdout.log',
+                  flush=True)
+            return result
+    result = dict(result, test=value, test_checkpoint=ckpt)
+    au.write_json(osp.join(work_dir, 'runner_result.json'), result)
+    print(f'[ablation] {name} seed {seed}: test {args.metric} {value:.4f} '
+          f'at {osp.basename(ckpt)}', flush=True)
+    return result
+
+
+def thread_env(args: argparse.Namespace) -> Dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault('OMP_NUM_THREADS', str(args.threads))
+    env.setdefault('MKL_NUM_THREADS', str(args.threads))
+    return env
 
 
 def acquire_lock(work_dir: str) -> Optional[str]:
@@ -240,7 +321,11 @@ def run_one(name: str, config: str, seed: int,
     if done is not None:
         print(f'[ablation] {name} seed {seed}: done before '
               f"({args.metric} {done['best']:.4f}), skipped", flush=True)
-        return done
+        if 'test' in done or args.no_test or args.collect_only \
+                or args.dry_run:
+            return done
+        return run_test(dict(done, name=name, config=config, seed=seed),
+                        config, seed, args, name)
     if args.collect_only:
         return None
     cmd = train_command(config, work_dir, seed, args, name)
@@ -253,14 +338,11 @@ def run_one(name: str, config: str, seed: int,
         print(f'[ablation] {name} seed {seed}: another runner is training '
               f'it ({work_dir}/runner.lock), skipped', flush=True)
         return None
-    env = dict(os.environ)
-    env.setdefault('OMP_NUM_THREADS', str(args.threads))
-    env.setdefault('MKL_NUM_THREADS', str(args.threads))
     start = time.time()
     try:
         with open(osp.join(work_dir, 'runner_stdout.log'), 'a') as log:
-            proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
+            proc = subprocess.run(cmd, cwd=REPO, env=thread_env(args),
+                                  stdout=log, stderr=subprocess.STDOUT)
     finally:
         os.remove(lock)
     minutes = (time.time() - start) / 60
@@ -281,59 +363,14 @@ def run_one(name: str, config: str, seed: int,
     print(f"[ablation] {name} seed {seed}: best {args.metric} "
           f"{result['best']:.4f} (epoch {result['best_epoch']}) in "
           f'{minutes:.1f} min', flush=True)
-    return result
+    if args.no_test:
+        return result
+    return run_test(result, config, seed, args, name)
 
 
 # ----------------------------------------------------------------------
-# table and plot
+# plot
 # ----------------------------------------------------------------------
-def mean_std(values: Sequence[float]) -> Tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, float('nan')
-    var = sum((v - mean)**2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(var)
-
-
-def comparison(results: Dict[str, Dict[int, dict]], names: Sequence[str],
-               metric: str) -> Tuple[str, List[dict]]:
-    """One row per run: the best validation value and, because a short
-    schedule on an easy benchmark lets most runs saturate, the mean of the
-    validation curve over the epochs (how fast a run learns), each as
-    mean ± std over seeds."""
-    rows, table_rows = [], []
-    for name in names:
-        per_seed = results.get(name, {})
-        if not per_seed:
-            continue
-        seeds = sorted(per_seed)
-        values = [per_seed[s]['best'] for s in seeds]
-        curves = [[v for _, v in per_seed[s]['history']] for s in seeds]
-        speeds = [sum(c) / len(c) for c in curves]
-        mean, std = mean_std(values)
-        speed, speed_std = mean_std(speeds)
-        rows.append(dict(name=name, group=group(name),
-                         seeds=seeds, values=values, mean=mean, std=std,
-                         curves=curves, curve_means=speeds,
-                         curve_mean=speed, curve_std=speed_std,
-                         epochs=per_seed[seeds[0]].get('epochs')))
-        table_rows.append([
-            name, group(name), _pm(mean, std), _pm(speed, speed_std),
-            len(values),
-            ', '.join(f'{100 * v:.1f}' for v in values)
-        ])
-    header = ['run', 'kind', f'best val {metric} (%) mean ± std',
-              f'mean of the val {metric} curve (%)', 'seeds',
-              'best per seed']
-    return au.markdown_table(header, table_rows), rows
-
-
-def _pm(mean: float, std: float) -> str:
-    """``mean ± std`` in percent; the std is left out for one seed."""
-    std_txt = '' if math.isnan(std) else f' ± {100 * std:.1f}'
-    return f'{100 * mean:.1f}{std_txt}'
-
-
 def plot(rows: List[dict], metric: str, path: str) -> None:
     """Bars of the best value per run (dots: seeds) and, beside them, each
     run's validation curve averaged over its seeds."""
@@ -352,9 +389,12 @@ def plot(rows: List[dict], metric: str, path: str) -> None:
     for x, r in zip(xs, rows):
         ax.scatter([x] * len(r['values']), [100 * v for v in r['values']],
                    color='k', s=10, zorder=3)
+        tests = [100 * t for t in r['tests'] if t is not None]
+        ax.scatter([x + 0.2] * len(tests), tests, color='k', marker='x',
+                   s=14, zorder=3)
     ax.set_xticks(list(xs))
     ax.set_xticklabels([r['name'] for r in rows], rotation=35, ha='right')
-    ax.set_ylabel(f'best val {metric} (%)')
+    ax.set_ylabel(f'best val {metric} (%); x: test at that checkpoint')
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3, axis='y')
     used = [g for g in colours if any(r['group'] == g for r in rows)]
@@ -405,23 +445,20 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             results.setdefault(name, {})[seed] = result
     if args.dry_run:
         return {}
-    table, rows = comparison(results, [n for n, _ in jobs], args.metric)
+    rows = summarise_runs(results, [n for n, _ in jobs])
     os.makedirs(args.out_dir, exist_ok=True)
-    header = (f'Best validation {args.metric} per run on {args.benchmark}; '
-              f'epochs={args.epochs or "config"}, '
-              f'train subset={args.train_subset or "all"}, '
-              f'seeds={args.seeds}.\n\n')
-    with open(osp.join(args.out_dir, 'ablations.md'), 'w') as f:
-        f.write(header + table + '\n')
     payload = dict(benchmark=args.benchmark, metric=args.metric,
                    epochs=args.epochs, train_subset=args.train_subset,
                    seeds=args.seeds, rows=rows,
                    runs={n: {str(s): r for s, r in v.items()}
                          for n, v in results.items()})
     au.write_json(osp.join(args.out_dir, 'ablations.json'), payload)
+    text = ablation_section(payload)
+    with open(osp.join(args.out_dir, 'ablations.md'), 'w') as f:
+        f.write(text + '\n')
     if rows:
         plot(rows, args.metric, osp.join(args.out_dir, 'ablations.png'))
-    print(header + table)
+    print(text)
     return payload
 
 

@@ -25,7 +25,17 @@ Outputs in ``--out-dir``:
   ``factors.json`` (the synthetic benchmark), every factor, matched to the
   samples by file name (``<id>.mp4``). On the synthetic set rhythm is
   shared, colour (and shape) visual-only, chirp (and pitch, timbre)
+  audio-only; on the cross-level set ``sync`` is a relation of the two
+  streams (in neither alone), ``direction`` is in both, colour, shape and
+  the visual tempo are visual-only, timbre, pitch and the audio tempo
   audio-only.
+- ``leakage``: per factor, where it is planted, its chance level (majority
+  class of the evaluation split) and the probe accuracy from each
+  modality's pooled shared and private features (all levels) and from the
+  fused h, checked against the targets: a factor planted only in modality
+  m is decodable from another modality's shared features at no more than
+  chance + 10 points; a relation between the modalities is decodable from
+  h at >= 90 %.
 - ``similarity``: per level and modality the mean |cos| between each
   shared token and the private token at the same position (what L_sep
   pushes to 0), and across modalities the cosine of the pooled shared
@@ -52,9 +62,16 @@ from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import analysis_utils as au  # noqa: E402
+from results_tables import leakage_table  # noqa: E402
+
 from clcr_mm.models.utils import LEVELS  # noqa: E402
 
 DEFAULT_DECAY = dict(ridge=10.0, logistic=1e-2)
+# factors.json modality names -> model modalities, for benchmarks whose
+# meta has no ``visible`` table (the synthetic AV set).
+STREAMS = dict(visual=('rgb', ), audio=('audio', ), shared=('rgb', 'audio'))
+LEAK_MARGIN = 0.10  # private factor in another modality's shared space
+RELATION_TARGET = 0.90  # cross-modal relation from the fused h
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -304,6 +321,75 @@ def run_probes(fit: dict, ev: dict, modalities: Sequence[str],
                 feature_sets=list(fit_sets))
 
 
+def planted_in(factors: dict, modalities: Sequence[str]) -> Dict[str,
+                                                                  list]:
+    """The model modalities that carry each factor.
+
+    Uses the generator's ``meta['visible']`` (modality -> factors it
+    renders) when present, else the factor's ``modality`` field through
+    ``STREAMS``. A factor no modality carries on its own (``relation``)
+    gets an empty list.
+
+    Args:
+        factors (dict): From :func:`load_factors`.
+        modalities (Sequence[str]): The model's modalities.
+
+    Returns:
+        dict: factor name -> list of modalities.
+    """
+    visible = factors['meta'].get('visible')
+    info = factors['meta'].get('factors', {})
+    out = {}
+    for name in factors['names']:
+        if visible is not None:
+            out[name] = [m for m in modalities if name in visible.get(m, ())]
+        else:
+            kind = info.get(name, {}).get('modality')
+            out[name] = [m for m in STREAMS.get(kind, ()) if m in modalities]
+    return out
+
+
+def leakage(probes: dict, factors: Optional[dict],
+            modalities: Sequence[str]) -> List[dict]:
+    """Check the planted factors against the leakage targets.
+
+    Args:
+        probes (dict): From :func:`run_probes`.
+        factors (dict, optional): From :func:`load_factors`; None gives [].
+        modalities (Sequence[str]): The model's modalities.
+
+    Returns:
+        list[dict]: One row per factor: ``factor``, ``planted`` (text),
+        ``chance``, ``accuracy`` (feature set -> accuracy for each
+        modality's ``shared.all`` and ``private.all`` and ``h``), ``check``
+        (the target, text) and ``ok`` (bool, None when no target applies).
+    """
+    if factors is None:
+        return []
+    acc = probes['accuracy']
+    fsets = [f'{m}.{kind}.all' for m in modalities
+             for kind in ('shared', 'private')] + (['h'] if 'h' in acc else
+                                                   [])
+    rows = []
+    for name, streams in planted_in(factors, modalities).items():
+        chance = probes['majority_baseline'][name]
+        row = dict(factor=name, chance=chance,
+                   accuracy={f: acc[f][name] for f in fsets},
+                   planted=' + '.join(streams) or 'relation', check='',
+                   ok=None)
+        if len(streams) == 1 and len(modalities) > 1:
+            others = [m for m in modalities if m != streams[0]]
+            worst = max(acc[f'{m}.shared.all'][name] for m in others)
+            row['check'] = (f"{'/'.join(others)}.shared <= chance + "
+                            f'{100 * LEAK_MARGIN:.0f}')
+            row['ok'] = worst <= chance + LEAK_MARGIN
+        elif not streams and 'h' in acc:
+            row['check'] = f'h >= {100 * RELATION_TARGET:.0f}'
+            row['ok'] = acc['h'][name] >= RELATION_TARGET
+        rows.append(row)
+    return rows
+
+
 # ----------------------------------------------------------------------
 # statistics
 # ----------------------------------------------------------------------
@@ -366,7 +452,13 @@ def report(summary: dict) -> str:
     rows.append(['(majority class)'] + [
         f"{100 * probes['majority_baseline'][t]:.1f}" for t in targets_
     ])
-    parts = [
+    leak_parts = []
+    if summary.get('leakage'):
+        leak_parts = [
+            'Leakage: each planted factor from pooled shared / private / '
+            'fused features (%), against chance\n',
+            leakage_table(summary['leakage']), '']
+    parts = leak_parts + [
         f"Linear-probe accuracy (%) on the {summary['eval_split']} split "
         f"({summary['num_eval']} samples; {probes['kind']} probes, "
         f"λ={probes['weight_decay']:g}, fitted on "
@@ -529,6 +621,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     fit, ev = data[args.fit_split], data[args.eval_split]
     factors = load_factors(args.factors, cfg.test_dataloader.dataset.get(
         'data_root', ''))
+    probes = run_probes(fit, ev, modalities, factors, args.weight_decay,
+                        args.probe)
     summary = dict(
         config=args.config,
         checkpoint=args.checkpoint,
@@ -540,8 +634,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
         factors=(None if factors is None else dict(
             names=factors['names'],
             info=factors['meta'].get('factors', {}))),
-        probes=run_probes(fit, ev, modalities, factors, args.weight_decay,
-                          args.probe),
+        probes=probes,
+        leakage=leakage(probes, factors, modalities),
         similarity=similarity(ev['feats'], modalities),
         budgets=ev['budgets'],
         per_class=per_class(ev, modalities,

@@ -29,25 +29,18 @@ with the same arguments keeps the videos already written (files are written
 to a temporary name and renamed, so an existing file is complete).
 """
 import argparse
-import colorsys
-import json
-import multiprocessing
-import os
 import os.path as osp
 import sys
-import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import av
 import numpy as np
-from mmengine.utils import track_parallel_progress, track_progress
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+import clip_synth as cs  # noqa: E402
 
 GENERATOR_VERSION = 1
 
-SPLITS = ('train', 'val', 'test')
-# Fixed per-split codes keep each split's stream independent of the others'
-# sizes: changing --num-val does not change the training set.
-SPLIT_CODES = {'train': 0, 'val': 1, 'test': 2}
+SPLITS = cs.SPLITS
 
 # Binary factors: name -> (value names, modality, semantic level).
 FACTORS: Dict[str, Tuple[Tuple[str, str], str, str]] = {
@@ -62,18 +55,6 @@ VISUAL_LABEL_FACTORS = ('colour', 'shape')
 AUDIO_LABEL_FACTORS = ('chirp', 'pitch', 'timbre')
 
 RHYTHM_HZ = (1.0, 2.0)  # slow, fast: beats per second in both modalities
-# Hue ranges (degrees) of the colour families; green is left out so that
-# the two families never touch.
-HUE_RANGES = ((-25.0, 50.0), (180.0, 250.0))  # warm: red..yellow, cool
-# Base frequency (Hz) ranges of the pitch registers. A sweep spans one
-# octave from the base, so the registers' bands do not overlap either.
-F0_RANGES = ((200.0, 320.0), (700.0, 1000.0))
-ON_LEVEL, OFF_LEVEL = 1.0, 0.3  # object brightness in on / off frames
-# Native FFmpeg AAC encoder priming: the decoded track starts with this many
-# (near silent) samples. The synthesis timeline is shifted by it so that
-# decoded audio sample m corresponds to time m / sample_rate of the video.
-AAC_PRIMING_SAMPLES = 1024
-VIDEO_CODEC, AUDIO_CODEC = 'mpeg4', 'aac'
 
 
 def class_names(visual_factor: str = 'colour',
@@ -96,11 +77,6 @@ def class_names(visual_factor: str = 'colour',
     return names
 
 
-def _balanced(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
-    """Return ``n`` values in ``[0, k)`` as balanced as possible, shuffled."""
-    return rng.permutation(np.arange(n) % k)
-
-
 def sample_split_specs(split: str, num: int, seed: int,
                        visual_factor: str, audio_factor: str,
                        fps: int) -> List[dict]:
@@ -119,9 +95,9 @@ def sample_split_specs(split: str, num: int, seed: int,
         ``split``, ``video``, ``label``, every binary factor (int) and
         ``params`` (continuous rendering parameters).
     """
-    rng = np.random.default_rng([seed, SPLIT_CODES[split]])
-    labels = _balanced(rng, num, 8)
-    factors = {name: _balanced(rng, num, 2) for name in FACTORS}
+    rng = np.random.default_rng([seed, cs.SPLIT_CODES[split]])
+    labels = cs.balanced(rng, num, 8)
+    factors = {name: cs.balanced(rng, num, 2) for name in FACTORS}
     # The label fixes the rhythm and the two private label factors; the
     # remaining binary factors stay balanced and independent nuisances.
     factors['rhythm'] = labels // 4
@@ -133,8 +109,6 @@ def sample_split_specs(split: str, num: int, seed: int,
         f = {name: int(values[i]) for name, values in factors.items()}
         rate = RHYTHM_HZ[f['rhythm']]
         period_frames = fps / rate
-        hue_lo, hue_hi = HUE_RANGES[f['colour']]
-        f0_lo, f0_hi = F0_RANGES[f['pitch']]
         # Visual phase on the frame grid (so every sampled frame is clearly
         # on or off); the audio phase follows after a random time offset.
         visual_phase_frames = int(rng.integers(0, round(period_frames)))
@@ -143,24 +117,8 @@ def sample_split_specs(split: str, num: int, seed: int,
             rate_hz=rate,
             visual_phase_frames=visual_phase_frames,
             av_offset_s=av_offset_s,
-            hue_deg=float(rng.uniform(hue_lo, hue_hi) % 360.0),
-            saturation=float(rng.uniform(0.75, 1.0)),
-            size_px=float(rng.uniform(16.0, 26.0)),
-            start_xy=rng.uniform(0.3, 0.7, 2).tolist(),
-            end_xy=rng.uniform(0.3, 0.7, 2).tolist(),
-            background=rng.uniform(0.03, 0.15, 3).tolist(),
-            gradient=[float(rng.uniform(0, 2 * np.pi)),
-                      float(rng.uniform(0.0, 0.1))],
-            visual_noise_std=float(rng.uniform(0.03, 0.07)),
-            visual_distractor=bool(rng.random() < 0.7),
-            f0_hz=float(rng.uniform(f0_lo, f0_hi)),
-            snr_db=float(rng.uniform(6.0, 14.0)),
-            hum=([float(rng.uniform(100.0, 3000.0)),
-                  float(rng.uniform(0.1, 0.25))]
-                 if rng.random() < 0.5 else None),
-            num_noise_bursts=int(rng.integers(0, 4)),
-            peak=float(rng.uniform(0.3, 0.8)),
-        )
+            **cs.draw_object_params(rng, f['colour']),
+            **cs.draw_sound_params(rng, f['pitch']))
         sample_id = f'{split}_{i:05d}'
         specs.append(dict(
             id=sample_id, split=split,
@@ -168,10 +126,6 @@ def sample_split_specs(split: str, num: int, seed: int,
             label=int(labels[i]), class_name=names[labels[i]],
             **f, params=params))
     return specs
-
-
-def _hsv_to_rgb(hue_deg: float, sat: float) -> np.ndarray:
-    return np.array(colorsys.hsv_to_rgb(hue_deg / 360.0, sat, 1.0))
 
 
 def visual_on_pattern(spec: dict, num_frames: int) -> np.ndarray:
@@ -185,10 +139,8 @@ def visual_on_pattern(spec: dict, num_frames: int) -> np.ndarray:
         np.ndarray: Bool array of shape (num_frames,).
     """
     p = spec['params']
-    fps = spec['fps']
-    cycles = (np.arange(num_frames) + p['visual_phase_frames']) * (
-        p['rate_hz'] / fps)
-    return (cycles % 1.0) < 0.5
+    return cs.blink_pattern(num_frames, spec['fps'], p['rate_hz'],
+                            p['visual_phase_frames'])
 
 
 def audio_on_pattern(spec: dict, times: np.ndarray) -> np.ndarray:
@@ -212,188 +164,28 @@ def _audio_cycles(spec: dict, times: np.ndarray) -> np.ndarray:
     return (times - p['av_offset_s']) * p['rate_hz'] + visual_phase_cycles
 
 
-def render_video(spec: dict, rng: np.random.Generator) -> np.ndarray:
-    """Render the frames of one sample.
+def render_sample(spec: dict,
+                  rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
+    """Render the frames and the waveform of one sample.
 
     Args:
-        spec (dict): Sample record (with ``fps``, ``num_frames``, ``size``).
-        rng (np.random.Generator): RNG for noise and the distractor.
+        spec (dict): Sample record with the rendering settings (``fps``,
+            ``num_frames``, ``size``, ``sample_rate``, ``duration``).
+        rng (np.random.Generator): The sample's noise RNG.
 
     Returns:
-        np.ndarray: uint8 frames of shape (T, H, W, 3), RGB.
+        tuple[np.ndarray, np.ndarray]: uint8 frames (T, H, W, 3) and the
+        float32 waveform (N,) fed to the AAC encoder.
     """
     p = spec['params']
-    t_len, size = spec['num_frames'], spec['size']
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    angle, amp = p['gradient']
-    ramp = (xx * np.cos(angle) + yy * np.sin(angle)) / size
-    background = (np.asarray(p['background'], np.float32) +
-                  np.float32(amp) * (ramp - ramp.mean())[..., None])
-
-    # Linear motion of the object centre, frame by frame.
-    alpha = np.linspace(0.0, 1.0, t_len, dtype=np.float32)[:, None]
-    start = np.asarray(p['start_xy'], np.float32)
-    end = np.asarray(p['end_xy'], np.float32)
-    centres = (start + (end - start) * alpha) * size  # (T, 2)
-    dx = xx[None] - centres[:, 0, None, None]
-    dy = yy[None] - centres[:, 1, None, None]
-    radius = p['size_px'] / 2
-    if spec['shape'] == 0:  # disk
-        dist = np.sqrt(dx**2 + dy**2)
-    else:  # axis-aligned square
-        dist = np.maximum(np.abs(dx), np.abs(dy))
-    # One-pixel soft edge (anti-aliasing), so size varies continuously.
-    mask = np.clip(np.float32(radius + 0.5) - dist, 0.0, 1.0)[..., None]
-    level = np.where(visual_on_pattern(spec, t_len), ON_LEVEL, OFF_LEVEL)
-    colour = _hsv_to_rgb(p['hue_deg'], p['saturation']).astype(np.float32)
-    obj = colour * level[:, None, None, None].astype(np.float32)
-    frames = background[None] * (1 - mask) + obj * mask
-
-    if p['visual_distractor']:
-        # A small dot of random hue on a random walk that flickers at
-        # random (aperiodic, so it carries no rhythm).
-        pos = rng.uniform(0.15, 0.85, 2) * size + np.cumsum(
-            rng.normal(0, 2.0, (t_len, 2)), axis=0)
-        pos = np.clip(pos, 2, size - 2)
-        visible = rng.random(t_len) < 0.5
-        dot_colour = _hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.3, 1.0))
-        d = np.sqrt((xx[None] - pos[:, 0, None, None])**2 +
-                    (yy[None] - pos[:, 1, None, None])**2)
-        dot = (np.clip(3.0 - d, 0.0, 1.0) * visible[:, None, None])[..., None]
-        frames = frames * (1 - dot) + dot_colour * 0.8 * dot
-
-    frames = frames + p['visual_noise_std'] * rng.standard_normal(
-        frames.shape, dtype=np.float32)
-    return (np.clip(frames, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-
-
-def render_audio(spec: dict, rng: np.random.Generator) -> np.ndarray:
-    """Render the waveform of one sample, as fed to the AAC encoder.
-
-    Sample ``n`` holds time ``(n + AAC_PRIMING_SAMPLES) / sample_rate`` of
-    the video timeline, which cancels the encoder's priming delay.
-
-    Args:
-        spec (dict): Sample record (with ``sample_rate``, ``duration``).
-        rng (np.random.Generator): RNG for noise and distractors.
-
-    Returns:
-        np.ndarray: float32 mono waveform of shape (N,), N = duration * sr.
-    """
-    p = spec['params']
-    sr = spec['sample_rate']
-    num = int(round(spec['duration'] * sr))
-    times = (np.arange(num) + AAC_PRIMING_SAMPLES) / sr
-    cycles = _audio_cycles(spec, times)
-    frac = cycles % 1.0
-    on = frac < 0.5
-    seg_dur = 0.5 / p['rate_hz']
-    u = np.where(on, frac / 0.5, 0.0)  # position inside the tone, [0, 1)
-    tau = u * seg_dur  # seconds since the tone started
-    f0 = p['f0_hz']
-    # Exponential one-octave sweep; the phase is the integral of the
-    # instantaneous frequency so the tone has no clicks inside a beat.
-    if spec['chirp'] == 0:  # up: f0 -> 2 f0
-        phase = 2 * np.pi * f0 * seg_dur / np.log(2) * (2.0**u - 1)
-    else:  # down: 2 f0 -> f0
-        phase = 2 * np.pi * 2 * f0 * seg_dur / np.log(2) * (1 - 2.0**(-u))
-    if spec['timbre'] == 0:
-        tone = np.sin(phase)
-    else:
-        tone = (np.sin(phase) + 0.5 * np.sin(2 * phase) +
-                0.3 * np.sin(3 * phase)) / 1.3
-    ramp = 0.01  # 10 ms raised-cosine fades against clicks at the edges
-    env = np.clip(np.minimum(tau, seg_dur - tau) / ramp, 0.0, 1.0)
-    env = np.sin(0.5 * np.pi * env)**2 * on
-    signal = tone * env
-    sig_rms = np.sqrt(np.mean(signal[on]**2)) if on.any() else 0.5
-
-    if p['hum'] is not None:
-        hum_hz, hum_amp = p['hum']
-        signal = signal + hum_amp * np.sin(
-            2 * np.pi * hum_hz * times + rng.uniform(0, 2 * np.pi))
-    for _ in range(p['num_noise_bursts']):
-        # Broadband bursts at random times: loud events off the beat.
-        length = int(rng.uniform(0.03, 0.06) * sr)
-        start = int(rng.integers(0, max(1, num - length)))
-        signal[start:start + length] += rng.uniform(0.3, 0.6) * rng.normal(
-            0, 1, len(signal[start:start + length]))
-    noise_std = sig_rms / 10**(p['snr_db'] / 20)
-    signal = signal + rng.normal(0, noise_std, num)
-    signal = signal / max(np.abs(signal).max(), 1e-6) * p['peak']
-    return signal.astype(np.float32)
-
-
-def write_av_file(path: str, frames: np.ndarray, audio: np.ndarray,
-                  fps: int, sample_rate: int) -> None:
-    """Write frames and mono audio into an mp4 file, atomically.
-
-    The file is written under a temporary name and renamed, so a file at
-    ``path`` is always complete.
-
-    Args:
-        path (str): Output ``.mp4`` path.
-        frames (np.ndarray): uint8 (T, H, W, 3) RGB frames.
-        audio (np.ndarray): float32 (N,) mono waveform in [-1, 1].
-        fps (int): Frame rate.
-        sample_rate (int): Audio sample rate.
-    """
-    tmp = f'{path}.tmp{os.getpid()}'
-    with av.open(tmp, 'w', format='mp4') as container:
-        vstream = container.add_stream(VIDEO_CODEC, rate=fps)
-        vstream.height, vstream.width = frames.shape[1:3]
-        vstream.pix_fmt = 'yuv420p'
-        # High bit rate for such tiny frames: compression must not wash
-        # out the cues; one thread keeps the encoder deterministic.
-        vstream.bit_rate = 600_000
-        vstream.codec_context.thread_count = 1
-        astream = container.add_stream(AUDIO_CODEC, rate=sample_rate)
-        astream.layout = 'mono'
-        astream.bit_rate = 64_000
-        for frame in frames:
-            for packet in vstream.encode(
-                    av.VideoFrame.from_ndarray(frame, format='rgb24')):
-                container.mux(packet)
-        for packet in vstream.encode():
-            container.mux(packet)
-        aframe = av.AudioFrame.from_ndarray(
-            audio[None], format='fltp', layout='mono')
-        aframe.sample_rate = sample_rate
-        # PyAV re-chunks the waveform into the encoder's frame size.
-        for packet in astream.encode(aframe):
-            container.mux(packet)
-        for packet in astream.encode(None):
-            container.mux(packet)
-    os.replace(tmp, path)
-
-
-def _render_task(task: dict) -> str:
-    """Render and write one sample (runs in a worker process).
-
-    Args:
-        task (dict): ``spec`` (sample record with rendering settings),
-            ``path`` (output file), ``seed``, ``skip`` (keep existing file).
-
-    Returns:
-        str: ``'skipped'`` or ``'written'``.
-    """
-    path, spec = task['path'], task['spec']
-    if task['skip'] and osp.isfile(path) and osp.getsize(path) > 0:
-        return 'skipped'
-    rng = np.random.default_rng(
-        [task['seed'], SPLIT_CODES[spec['split']],
-         int(spec['id'].rsplit('_', 1)[1]), 1])
-    frames = render_video(spec, rng)
-    audio = render_audio(spec, rng)
-    write_av_file(path, frames, audio, spec['fps'], spec['sample_rate'])
-    return 'written'
-
-
-def _write_text(path: str, text: str) -> None:
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
+    frames = cs.render_frames(p, spec['shape'],
+                              visual_on_pattern(spec, spec['num_frames']),
+                              spec['size'], rng)
+    times = cs.audio_times(spec['duration'], spec['sample_rate'])
+    audio = cs.render_tone_track(p, times, _audio_cycles(spec, times),
+                                 p['rate_hz'], spec['chirp'], spec['timbre'],
+                                 spec['sample_rate'], rng)
+    return frames, audio
 
 
 def generate(out_dir: str = 'data/synthetic_av',
@@ -441,7 +233,6 @@ def generate(out_dir: str = 'data/synthetic_av',
                          f'{AUDIO_LABEL_FACTORS}, got {audio_factor!r}')
     if fps % 4:
         raise ValueError(f'fps must be a multiple of 4, got {fps}')
-    start_time = time.time()
     counts = dict(train=num_train, val=num_val, test=num_test)
     # Everything that changes any file's content: the split sizes count too,
     # since the balanced label assignment depends on them.
@@ -449,62 +240,22 @@ def generate(out_dir: str = 'data/synthetic_av',
         generator_version=GENERATOR_VERSION, seed=seed, num_samples=counts,
         size=size, fps=fps,
         num_frames=num_frames, duration=num_frames / fps,
-        sample_rate=sample_rate, video_codec=VIDEO_CODEC,
-        audio_codec=AUDIO_CODEC, aac_priming_samples=AAC_PRIMING_SAMPLES,
+        sample_rate=sample_rate, video_codec=cs.VIDEO_CODEC,
+        audio_codec=cs.AUDIO_CODEC, aac_priming_samples=cs.AAC_PRIMING_SAMPLES,
         label_factors=['rhythm', visual_factor, audio_factor],
         label_formula=f'4 * rhythm + 2 * {visual_factor} + {audio_factor}',
         factors={name: dict(values=list(values), modality=modality,
                             level=level)
                  for name, (values, modality, level) in FACTORS.items()},
         rhythm_hz=list(RHYTHM_HZ))
-    factors_path = osp.join(out_dir, 'factors.json')
-    # Existing videos are reused only if they were made with the same
-    # settings (same meta), otherwise every video is rewritten.
-    skip = False
-    if osp.isfile(factors_path):
-        with open(factors_path) as f:
-            skip = json.load(f).get('meta') == meta
-    render = dict(fps=fps, num_frames=num_frames, size=size,
-                  sample_rate=sample_rate, duration=num_frames / fps)
-
-    all_specs, tasks = [], []
-    for split in SPLITS:
-        os.makedirs(osp.join(out_dir, 'videos', split), exist_ok=True)
-        specs = sample_split_specs(split, counts[split], seed, visual_factor,
-                                   audio_factor, fps)
-        all_specs.extend(specs)
-        for spec in specs:
-            tasks.append(dict(
-                spec={**spec, **render},
-                path=osp.join(out_dir, spec['video']), seed=seed, skip=skip))
-
-    if workers is None:
-        workers = len(os.sched_getaffinity(0))
-    workers = max(1, min(workers, len(tasks)))
-    if workers > 1 and progress:
-        results = track_parallel_progress(
-            _render_task, tasks, nproc=workers, chunksize=8)
-    elif workers > 1:
-        with multiprocessing.Pool(workers) as pool:
-            results = pool.map(_render_task, tasks, chunksize=8)
-    elif progress and tasks:
-        results = track_progress(_render_task, tasks)
-    else:
-        results = [_render_task(task) for task in tasks]
-
-    for split in SPLITS:
-        lines = [f"{s['video']} {s['label']}\n" for s in all_specs
-                 if s['split'] == split]
-        _write_text(osp.join(out_dir, f'{split}_list.txt'), ''.join(lines))
-    _write_text(osp.join(out_dir, 'classes.txt'),
-                '\n'.join(class_names(visual_factor, audio_factor)) + '\n')
-    # factors.json last: its presence (with matching meta) marks a finished
-    # run whose files may be reused.
-    _write_text(factors_path,
-                json.dumps(dict(meta=meta, samples=all_specs), indent=1))
-    return dict(written=results.count('written'),
-                skipped=results.count('skipped'),
-                seconds=time.time() - start_time)
+    specs = [spec for split in SPLITS for spec in sample_split_specs(
+        split, counts[split], seed, visual_factor, audio_factor, fps)]
+    render_settings = dict(fps=fps, num_frames=num_frames, size=size,
+                           sample_rate=sample_rate, duration=num_frames / fps)
+    return cs.write_dataset(out_dir, meta, specs, render_sample,
+                            render_settings,
+                            class_names(visual_factor, audio_factor), seed,
+                            workers, progress)
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:

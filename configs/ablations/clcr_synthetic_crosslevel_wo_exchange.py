@@ -1,0 +1,11 @@
+# Ablation on the cross-level benchmark, as defined by
+# clcr_synthetic_av_wo_exchange.py; see ../clcr_synthetic_crosslevel.py.
+_base_ = [
+    './clcr_synthetic_av_wo_exchange.py',
+    '../_base_/datasets/synthetic_crosslevel.py',
+]
+
+model = dict(cls_head=dict(num_classes={{_base_.crosslevel_num_classes}}))
+train_dataloader = {{_base_.crosslevel_loader}}
+val_dataloader = {{_base_.crosslevel_loader}}
+test_dataloader = {{_base_.crosslevel_loader}}

@@ -1,0 +1,11 @@
+# Baseline on the cross-level benchmark: concatenation of pooled deep features,
+# defined by clcr_synthetic_av_concat.py; see clcr_synthetic_crosslevel.py.
+_base_ = [
+    './clcr_synthetic_av_concat.py',
+    '_base_/datasets/synthetic_crosslevel.py',
+]
+
+model = dict(cls_head=dict(num_classes={{_base_.crosslevel_num_classes}}))
+train_dataloader = {{_base_.crosslevel_loader}}
+val_dataloader = {{_base_.crosslevel_loader}}
+test_dataloader = {{_base_.crosslevel_loader}}
