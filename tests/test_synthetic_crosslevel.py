@@ -327,7 +327,8 @@ def test_every_ablation_and_baseline_exists():
                     '_audio_only', '_noshortcut'):
         assert f'clcr_synthetic_crosslevel{variant}' in names
     for what in ('budget', 'exchange', 'hierarchy', 'intercad',
-                 'regularisers', 'loss_sep', 'loss_cross', 'loss_budget'):
+                 'regularisers', 'loss_sep', 'loss_cross', 'loss_budget',
+                 'loss_align', 'loss_level'):
         assert f'clcr_synthetic_crosslevel_wo_{what}' in names
 
 
