@@ -1,4 +1,5 @@
 """Run a real config for one short epoch through mmengine's Runner."""
+import time
 from pathlib import Path
 
 from mmengine.config import Config
@@ -63,5 +64,11 @@ def runner_from(cfg: Config, work_dir: Path) -> Runner:
     """
     cfg.work_dir = str(work_dir)
     cfg.launcher = 'none'
-    # Keys the config lacks keep the Runner's defaults, as in from_cfg.
-    return Runner(**{key: cfg[key] for key in RUNNER_KEYS if key in cfg})
+    # Keys the config lacks keep the Runner's defaults, as in from_cfg. A
+    # unique experiment name: mmengine names its logger, visualizer and
+    # scope instances after it (by default config name + timestamp in
+    # seconds), so two Runners started within one second would share a
+    # logger and the second run's log would land in the first's work dir.
+    return Runner(
+        experiment_name=f'{Path(work_dir).name}_{time.time_ns()}',
+        **{key: cfg[key] for key in RUNNER_KEYS if key in cfg})
