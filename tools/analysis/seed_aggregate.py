@@ -39,6 +39,7 @@ from mmengine.utils import track_parallel_progress, track_progress
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import ablation_runner as ar  # noqa: E402
+from results_tables import mean_std  # noqa: E402
 import analysis_utils as au  # noqa: E402
 
 REPO = ar.REPO
@@ -178,7 +179,7 @@ def aggregate(results: List[dict]) -> Dict[str, Dict[str, dict]]:
         out[name] = {}
         for metric, per_seed in metrics.items():
             values = [per_seed[s] for s in sorted(per_seed)]
-            mean, std = ar.mean_std(values)
+            mean, std = mean_std(values)
             out[name][metric] = dict(mean=mean, std=std, n=len(values),
                                      values=per_seed)
     return out
