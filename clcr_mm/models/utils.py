@@ -87,3 +87,22 @@ def check_modalities(tokens: Dict[str, torch.Tensor],
             f'got no input for {missing}; inputs present: {sorted(tokens)}. '
             'Check that the pipeline produces every modality the model '
             'names (PackActionInputs collect_keys).')
+
+
+def check_attention(where: str, embed_dims: int, num_heads: int,
+                    dropout: float) -> None:
+    """Raise a ValueError naming the field for an attention block whose
+    width does not split into its heads or whose dropout is not in [0, 1).
+
+    Args:
+        where (str): Module name, for the message.
+        embed_dims (int): Token width d.
+        num_heads (int): Attention heads.
+        dropout (float): Dropout probability.
+    """
+    if embed_dims % num_heads:
+        raise ValueError(f'{where}: embed_dims={embed_dims} must be '
+                         f'divisible by num_heads={num_heads}')
+    if not 0 <= dropout < 1:
+        raise ValueError(f'{where}: dropout must be in [0, 1), got '
+                         f'{dropout}')

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
-from ..utils import LEVELS, check_positive, masked_mean, modality_presence
+from ..utils import (LEVELS, check_attention, check_positive, masked_mean,
+                     modality_presence)
 
 
 @MODELS.register_module()
@@ -61,12 +62,7 @@ class InterCAD(BaseModule):
                        out_channels=out_channels, num_anchors=num_anchors,
                        num_heads=num_heads,
                        level_temperature=level_temperature)
-        if embed_dims % num_heads:
-            raise ValueError(f'InterCAD: embed_dims={embed_dims} must be '
-                             f'divisible by num_heads={num_heads}')
-        if not 0 <= dropout < 1:
-            raise ValueError(f'InterCAD: dropout must be in [0, 1), got '
-                             f'{dropout}')
+        check_attention('InterCAD', embed_dims, num_heads, dropout)
         self.level_temperature = float(level_temperature)
         self.modalities = tuple(modalities)
         self.embed_dims = embed_dims

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
-from ..utils import check_modalities, check_positive, modality_presence
+from ..utils import (check_attention, check_modalities, check_positive,
+                     modality_presence)
 
 
 class TokenBudget(nn.Module):
@@ -279,12 +280,7 @@ class IntraCED(BaseModule):
         super().__init__(init_cfg=init_cfg)
         check_positive('IntraCED', embed_dims=embed_dims,
                        num_heads=num_heads, ffn_ratio=ffn_ratio)
-        if embed_dims % num_heads:
-            raise ValueError(f'IntraCED: embed_dims={embed_dims} must be '
-                             f'divisible by num_heads={num_heads}')
-        if not 0 <= dropout < 1:
-            raise ValueError(f'IntraCED: dropout must be in [0, 1), got '
-                             f'{dropout}')
+        check_attention('IntraCED', embed_dims, num_heads, dropout)
         if len(set(modalities)) < 2:
             raise ValueError('IntraCED needs at least two distinct '
                              f'modalities, got {tuple(modalities)}')

@@ -11,7 +11,7 @@ from mmengine.model import BaseModel
 
 from clcr_mm.registry import MODELS
 from ..necks.mmaction_necks import (LOSS_NAMES, clcr_regularisers,
-                                     fuse_levels)
+                                     fuse_levels, sample_modality_mask)
 from ..utils import LEVELS, modality_presence
 
 
@@ -174,20 +174,22 @@ class CLCRRecognizer(BaseModel):
         The samples' flags are host metadata: they are read once into one
         tensor, and nothing is read back from the device.
         """
-        flags = [(sample.get('modality_mask', None) or {})
-                 for sample in (data_samples or [])]
         missing = set(() if self.training else self.test_cfg.get(
             'missing_modalities', ()))
         dropout = self.train_cfg.get('modality_dropout', 0) \
             if self.training else 0
-        if not missing and not dropout and all(
-                bool(f.get(m, True)) for f in flags for m in self.modalities):
-            return None
-        mask = torch.tensor(
-            [[bool(f.get(m, True)) and m not in missing
-              for m in self.modalities] for f in flags] or
-            [[m not in missing for m in self.modalities]] * batch,
-            dtype=torch.bool).to(device, non_blocking=True)
+        mask = sample_modality_mask(data_samples, self.modalities, batch,
+                                    device)
+        if not missing and not dropout:
+            return None if mask is None else mask.repeat_interleave(
+                num_views, dim=0)
+        if mask is None:
+            mask = torch.ones(batch, len(self.modalities), dtype=torch.bool,
+                              device=device)
+        if missing:
+            mask = mask & torch.tensor(
+                [m not in missing for m in self.modalities],
+                dtype=torch.bool).to(device, non_blocking=True)
         if dropout > 0:
             drop = torch.rand(batch, device=device) < dropout
             victim = torch.randint(len(self.modalities), (batch, ),
