@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from clcr_mm.models import (CrossLevelInterferenceLoss, InterCAD, IntraCED,
-                            LevelWeightEntropyLoss, SharedAlignmentLoss,
+                            LevelWeightEntropyLoss,
+                            PrivateLeakageAdversaryLoss, SharedAlignmentLoss,
                             SharedPrivateSeparationLoss, TokenBudget,
                             TokenBudgetLoss)
 from clcr_mm.models.losses.regularisers import _cross_energy
@@ -507,3 +508,90 @@ def test_shared_subspace_holds_only_what_modalities_share():
     assert abs(regularised['f_a'] - 0.5) <= 0.1
     plain = _leakage_toy(regularise=False)
     assert plain['f_a'] >= 0.7
+
+
+def _adversary_inputs(batch=16, dims=8, grad=False):
+    return [{
+        level: _tokens(batch, dict(a=4, b=3), dims, grad=grad)
+        for level in LEVELS
+    } for _ in range(3)]
+
+
+def test_leakage_adversary_starts_blind_and_reads_what_leaks():
+    """Zero readout: error 1 (standardised targets). After training the
+    adversary alone, it reads a's private features from b's exchanged
+    shared ones when they are copied there, and not when they are not."""
+    torch.manual_seed(0)
+    present = torch.ones(16, 2, dtype=torch.bool)
+
+    def trained_error(leak: bool) -> float:
+        adversary = PrivateLeakageAdversaryLoss(['a', 'b'], 8,
+                                                loss_weight=1.0)
+        shared, shared_in, private = _adversary_inputs()
+        assert adversary(shared, shared_in, private, present,
+                         ['a', 'b']).item() == pytest.approx(1.0, abs=1e-3)
+        optim = torch.optim.Adam(adversary.parameters(), lr=1e-2)
+        for _ in range(150):
+            shared, shared_in, private = _adversary_inputs()
+            if leak:
+                for level in LEVELS:
+                    copied = 3 * private[level]['a'].mean(1, keepdim=True)
+                    shared[level]['b'] = shared[level]['b'] + copied
+            loss = adversary(shared, shared_in, private, present, ['a', 'b'])
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+        return loss.item()
+
+    assert trained_error(leak=True) < 0.6
+    assert trained_error(leak=False) > 0.9
+
+
+def test_leakage_adversary_reverses_the_gradient_into_shared():
+    """A step along the gradient the model receives raises the adversary's
+    error (the model works against it), scaled by loss_weight; the absent
+    modality's samples do not count."""
+    torch.manual_seed(0)
+    adversary = PrivateLeakageAdversaryLoss(['a', 'b'], 8, loss_weight=1.0)
+    torch.nn.init.normal_(adversary.readout, std=0.1)
+    present = torch.ones(16, 2, dtype=torch.bool)
+    shared, shared_in, private = _adversary_inputs(grad=True)
+    loss = adversary(shared, shared_in, private, present, ['a', 'b'])
+    loss.backward()
+    grads = {m: shared['mid'][m].grad.clone() for m in 'ab'}
+    with torch.no_grad():
+        for m in 'ab':
+            shared['mid'][m] -= 1e-2 * grads[m]
+    assert adversary(shared, shared_in, private, present,
+                     ['a', 'b']) > loss
+    adversary.loss_weight = 2.0
+    for m in 'ab':
+        shared['mid'][m].grad = None
+    adversary(shared, shared_in, private, present, ['a', 'b']).backward()
+    assert torch.allclose(shared['mid']['a'].grad, 2 * grads['a'],
+                          rtol=1e-2, atol=1e-6)
+    present[:, 1] = False
+    assert adversary(shared, shared_in, private, present,
+                     ['a', 'b']).item() == 0
+
+
+@pytest.mark.parametrize('build,message', [
+    (lambda: IntraCED(['a', 'b'], embed_dims=0),
+     r'IntraCED: embed_dims must be a number in \(0, inf\), got 0'),
+    (lambda: IntraCED(['a', 'b'], embed_dims=16, num_heads=3),
+     'embed_dims=16 must be divisible by num_heads=3'),
+    (lambda: IntraCED(['a', 'b'], embed_dims=16, dropout=1.0),
+     r'IntraCED: dropout must be a number in \[0, 1\), got 1.0'),
+    (lambda: InterCAD(['a', 'b'], embed_dims=16, level_temperature=-1),
+     r'InterCAD: level_temperature must be a number in \(0, inf\)'),
+    (lambda: SharedAlignmentLoss(loss_weight='0.1'),
+     r"SharedAlignmentLoss: loss_weight must be a number in \[0, inf\), "
+     r"got '0.1'"),
+    (lambda: SharedPrivateSeparationLoss(batch_weight=-1),
+     'SharedPrivateSeparationLoss: batch_weight must be a number'),
+    (lambda: PrivateLeakageAdversaryLoss(['a'], 16),
+     'needs at least two modalities'),
+])
+def test_bad_config_values_fail_at_build_naming_the_field(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()

@@ -41,8 +41,8 @@ def test_encoder_tokens_and_masks_ignore_padding():
     encoder = _encoder()
     zeros, noise = _pair()
     with torch.no_grad():
-        out_z = encoder(zeros, lengths=LENGTHS)
-        masks = encoder.token_masks(LENGTHS)
+        out_z, masks = encoder(zeros, lengths=LENGTHS,
+                               return_token_masks=True)
         out_n = encoder(noise, lengths=LENGTHS)
         unmasked = encoder(noise)
     for level in LEVELS:
@@ -64,16 +64,17 @@ def test_encoder_tokens_and_masks_ignore_padding():
     assert masks['deep']['b'][0].tolist() == [True, False]
 
 
-def test_token_masks_all_true_without_lengths_and_stale_call():
+def test_token_masks_all_true_for_modalities_without_lengths():
     encoder = _encoder()
     zeros, _ = _pair()
     with torch.no_grad():
-        encoder(zeros, lengths=dict(a=LENGTHS['a']))
-    masks = encoder.token_masks(dict(a=LENGTHS['a']))
+        _, masks = encoder(zeros, lengths=dict(a=LENGTHS['a']),
+                           return_token_masks=True)
+        _, no_lengths = encoder(zeros, return_token_masks=True)
     assert masks['mid']['b'].all() and masks['mid']['b'].shape == (4, 4)
     assert not masks['mid']['a'].all()
-    with pytest.raises(RuntimeError, match='same lengths'):
-        encoder.token_masks(LENGTHS)
+    assert all(m.all() for level in no_lengths.values()
+               for m in level.values())
 
 
 @pytest.mark.parametrize('fusion', ['LateFusion', 'ConcatFusion'])
@@ -86,8 +87,9 @@ def test_baseline_fusions_pool_only_valid_tokens(fusion):
     outs = []
     with torch.no_grad():
         for inputs in (zeros, noise):
-            levels = encoder(inputs, lengths=LENGTHS)
-            outs.append(neck(levels, None, encoder.token_masks(LENGTHS)))
+            levels, masks = encoder(inputs, lengths=LENGTHS,
+                                    return_token_masks=True)
+            outs.append(neck(levels, None, masks))
         leaky = neck(encoder(noise, lengths=LENGTHS))
     key = 'feat' if fusion == 'ConcatFusion' else 'modality_feats'
     assert (outs[0][key] - outs[1][key]).abs().max() < 1e-5

@@ -27,6 +27,20 @@ def test_loss_mode_reports_every_term_and_budget():
     assert no_grad == []
 
 
+
+def test_leakage_adversary_is_built_with_the_model_shape_and_trains():
+    """``loss_adv`` gets the model's modalities and width; its adversary
+    and the model both receive gradients in one backward pass."""
+    model = MODELS.build(
+        tiny_model_cfg(loss_adv=dict(type='PrivateLeakageAdversaryLoss')))
+    assert model.loss_adv.hidden.shape[:2] == (3, 2)
+    assert model.loss_adv.readout.shape[-1] == 2 * 32
+    losses = model(tiny_inputs(), tiny_samples(), mode='loss')
+    assert torch.isfinite(losses['loss_adv'])
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+    assert model.loss_adv.readout.grad.abs().sum() > 0
+    assert model.intra_ced['deep'].shared_proj['a'][0].weight.grad is not None
+
 def test_predict_averages_views_and_scores_are_probabilities():
     model = MODELS.build(tiny_model_cfg()).eval()
     samples = model(tiny_inputs(views=3), tiny_samples(), mode='predict')
@@ -231,7 +245,8 @@ def test_fusion_has_no_graph_breaks(training):
     modality masks."""
     import torch._dynamo as dynamo
     model = MODELS.build(tiny_model_cfg(
-        loss_level=dict(type='LevelWeightEntropyLoss'))).train(training)
+        loss_level=dict(type='LevelWeightEntropyLoss'),
+        loss_adv=dict(type='PrivateLeakageAdversaryLoss'))).train(training)
     inputs, samples = tiny_inputs(), tiny_samples()
     with torch.no_grad():
         for masks in (None, [dict(b=False), None, None, None]):
@@ -258,9 +273,10 @@ def test_compiled_fusion_trains_and_matches_eager():
     fullgraph=True (which raises on any graph break); same losses as eager,
     same state dict keys."""
     torch.manual_seed(0)
-    eager = MODELS.build(tiny_model_cfg())
+    adv = dict(type='PrivateLeakageAdversaryLoss')
+    eager = MODELS.build(tiny_model_cfg(loss_adv=adv))
     compiled = MODELS.build(
-        tiny_model_cfg(compile_fusion=dict(backend='eager')))
+        tiny_model_cfg(loss_adv=adv, compile_fusion=dict(backend='eager')))
     compiled.load_state_dict(eager.state_dict())
     assert set(compiled.state_dict()) == set(eager.state_dict())
     inputs, samples = tiny_inputs(), tiny_samples()
@@ -274,6 +290,7 @@ def test_compiled_fusion_trains_and_matches_eager():
     losses = compiled(inputs, samples, mode='loss')
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
     assert compiled.inter_cad.anchors.grad.abs().sum() > 0
+    assert compiled.loss_adv.readout.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize('schedule', ['adamw_short', 'adam_mmsa', 'sgd_100e'])

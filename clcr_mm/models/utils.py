@@ -1,10 +1,51 @@
-"""Small tensor helpers shared by the CLCR modules."""
+"""Small tensor helpers and config checks shared by the CLCR modules."""
+import math
 from numbers import Real
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 
 LEVELS = ('shallow', 'mid', 'deep')
+
+Number = Union[int, float]
+
+
+def check_number(owner: str,
+                 field: str,
+                 value: Number,
+                 low: Number,
+                 high: Number = math.inf,
+                 integer: bool = False,
+                 low_open: bool = False,
+                 high_open: bool = False) -> None:
+    """Raise a ValueError naming ``owner.field`` and the allowed range.
+
+    Used at build time so a bad config value fails at once with a message,
+    not later as a reshape error deep inside a forward pass.
+
+    Args:
+        owner (str): Module or transform name, for the message.
+        field (str): Config field name.
+        value (int | float): The value to check.
+        low (int | float): Lower bound.
+        high (int | float): Upper bound. Defaults to infinity.
+        integer (bool): The value must be an int. Defaults to False.
+        low_open (bool): Exclude ``low``. Defaults to False.
+        high_open (bool): Exclude ``high``. Defaults to False.
+    """
+    kind = 'an int' if integer else 'a number'
+    is_number = isinstance(value, int if integer else (int, float))
+    if (not is_number or isinstance(value, bool)
+            or not math.isfinite(value)):
+        ok = False
+    else:
+        ok = ((value > low if low_open else value >= low)
+              and (value < high if high_open else value <= high))
+    if not ok:
+        interval = (('(' if low_open else '[') + f'{low}, {high}' +
+                    (')' if high_open or high == math.inf else ']'))
+        raise ValueError(f'{owner}: {field} must be {kind} in {interval}, '
+                         f'got {value!r}')
 
 
 def masked_mean(tokens: torch.Tensor,
@@ -40,10 +81,7 @@ def check_positive(where: str, **values: Real) -> None:
         **values: Field name -> value; each must be a positive number.
     """
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, Real) or \
-                not value > 0:
-            raise ValueError(f'{where}: {name} must be a positive number, '
-                             f'got {value!r}')
+        check_number(where, name, value, 0, low_open=True)
 
 
 def modality_presence(modality_mask: Optional[torch.Tensor],
@@ -103,6 +141,4 @@ def check_attention(where: str, embed_dims: int, num_heads: int,
     if embed_dims % num_heads:
         raise ValueError(f'{where}: embed_dims={embed_dims} must be '
                          f'divisible by num_heads={num_heads}')
-    if not 0 <= dropout < 1:
-        raise ValueError(f'{where}: dropout must be in [0, 1), got '
-                         f'{dropout}')
+    check_number(where, 'dropout', dropout, 0, 1, high_open=True)

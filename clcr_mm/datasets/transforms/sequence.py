@@ -12,7 +12,7 @@ import numpy as np
 from mmcv.transforms import BaseTransform
 from mmengine.logging import print_log
 
-from clcr_mm.models.backbones.temporal_encoder import check_number
+from clcr_mm.models.utils import check_number
 from clcr_mm.registry import TRANSFORMS
 
 _PAD_SIDES = ('end', 'start')

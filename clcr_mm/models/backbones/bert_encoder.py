@@ -7,7 +7,8 @@ import torch.nn as nn
 from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
-from .temporal_encoder import check_number, steps_mask
+from ..utils import check_number
+from .temporal_encoder import steps_mask
 
 
 class _LevelTap(nn.Module):

@@ -8,7 +8,7 @@ on which IntraCED and InterCAD work.
 """
 import os.path as osp
 import re
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -28,6 +28,8 @@ from .temporal_encoder import steps_mask
 #               taps (B, C, h, w).
 #   'sequence': input (B, L, D) (feature sequences); taps (B, C, L).
 LAYOUTS = ('video', 'image', 'sequence')
+
+Levels = Dict[str, Dict[str, torch.Tensor]]
 
 
 class LevelAligner(nn.Module):
@@ -465,8 +467,9 @@ class CLCRHierarchyEncoder(BaseModule):
         self,
         inputs: Optional[Dict[str, torch.Tensor]] = None,
         lengths: Optional[Dict[str, torch.Tensor]] = None,
+        return_token_masks: bool = False,
         **modality_inputs: torch.Tensor
-    ) -> Dict[str, Dict[str, torch.Tensor]]:
+    ) -> Union[Levels, Tuple[Levels, Levels]]:
         """Encode every modality into three aligned levels.
 
         Args:
@@ -477,12 +480,19 @@ class CLCRHierarchyEncoder(BaseModule):
                 ``backbone(**inputs)``; instead of ``inputs``.
             lengths (dict[str, Tensor], optional): Per ``'sequence'``
                 modality, (B,) valid steps. Steps past them do not affect
-                any token, and :meth:`token_masks` then flags the tokens
-                that cover padding only. Modalities left out use all steps.
+                any token. Modalities left out use all steps.
+            return_token_masks (bool): Also return which tokens are valid.
+                The token grid pools windows of the padded sequence, so
+                that depends on this batch's padded length as well as on
+                ``lengths``. Defaults to False.
 
         Returns:
-            dict[str, dict[str, Tensor]]: ``levels[level][modality]`` tokens
-            of shape (B, N_m^l, d), for every level in ``self.levels``.
+            dict | tuple: ``levels[level][modality]`` tokens of shape
+            (B, N_m^l, d), for every level in ``self.levels``; with
+            ``return_token_masks``, also ``masks[level][modality]`` (B,
+            N_m^l) bool, True for tokens that pool at least one valid step
+            (all True for modalities without lengths; every sample keeps at
+            least one valid token per level and modality).
         """
         if (inputs is None) == (not modality_inputs):
             raise TypeError(
@@ -515,13 +525,15 @@ class CLCRHierarchyEncoder(BaseModule):
                 levels[level][name] = (
                     aligner(tap, step_mask) + self.level_embed[l_idx] +
                     self.modality_embed[m_idx])
-                if step_mask is not None:
+                if return_token_masks and step_mask is not None:
                     mask = aligner.token_mask(step_mask, tap.shape)
                     # a sample with no valid step (length 0: the modality is
                     # missing and masked anyway) keeps its first token, so
                     # every attention has a key to attend to
                     mask[:, 0] |= ~mask.any(1)
                     token_masks[level][name] = mask
+        if not return_token_masks:
+            return levels
         batch = next(iter(levels[self.levels[0]].values())).shape[0]
         for l_idx, level in enumerate(LEVELS):
             if level not in self.levels:
@@ -533,36 +545,4 @@ class CLCRHierarchyEncoder(BaseModule):
                         self.aligners[name][l_idx].num_tokens,
                         dtype=torch.bool,
                         device=self.level_embed.device)
-        # kept for token_masks(): the valid tokens depend on the padded
-        # lengths of this batch, which ``lengths`` alone does not give
-        self._last_token_masks = (lengths, token_masks)
-        return levels
-
-    def token_masks(
-        self, lengths: Optional[Dict[str, torch.Tensor]]
-    ) -> Dict[str, Dict[str, torch.Tensor]]:
-        """Valid tokens of the last :meth:`forward` call.
-
-        The token grid pools windows of the padded sequence, so which tokens
-        are valid depends on the padded length as well; :meth:`forward`
-        computes the masks and this returns them.
-
-        Args:
-            lengths (dict[str, Tensor], optional): The ``lengths`` given to
-                that forward call (checked, to catch a stale call).
-
-        Returns:
-            dict[str, dict[str, Tensor]]: ``masks[level][modality]`` of shape
-            (B, N_m^l) bool, True for tokens that pool at least one valid
-            step; all True for modalities without lengths. Every sample keeps
-            at least one valid token per level and modality.
-        """
-        last = getattr(self, '_last_token_masks', None)
-        lengths = dict(lengths or {})
-        if last is None or set(last[0]) != set(lengths) or any(
-                last[0][m] is not v and not torch.equal(
-                    last[0][m].cpu(), v.cpu()) for m, v in lengths.items()):
-            raise RuntimeError(
-                'token_masks(lengths) must follow forward(inputs, lengths) '
-                'with the same lengths')
-        return last[1]
+        return levels, token_masks

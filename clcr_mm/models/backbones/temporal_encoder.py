@@ -1,53 +1,13 @@
 """A light temporal encoder for feature sequences (text, audio, vision
 features of CMU-MOSI / MOSEI)."""
-import math
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
-
-Number = Union[int, float]
-
-
-def check_number(owner: str,
-                 field: str,
-                 value: Number,
-                 low: Number,
-                 high: Number = math.inf,
-                 integer: bool = False,
-                 low_open: bool = False,
-                 high_open: bool = False) -> None:
-    """Raise a ValueError naming ``owner.field`` and the allowed range.
-
-    Used at build time so a bad config value fails at once with a message,
-    not later as a reshape error deep inside a forward pass.
-
-    Args:
-        owner (str): Module or transform name, for the message.
-        field (str): Config field name.
-        value (int | float): The value to check.
-        low (int | float): Lower bound.
-        high (int | float): Upper bound. Defaults to infinity.
-        integer (bool): The value must be an int. Defaults to False.
-        low_open (bool): Exclude ``low``. Defaults to False.
-        high_open (bool): Exclude ``high``. Defaults to False.
-    """
-    kind = 'an int' if integer else 'a number'
-    is_number = isinstance(value, int if integer else (int, float))
-    if (not is_number or isinstance(value, bool)
-            or not math.isfinite(value)):
-        ok = False
-    else:
-        ok = ((value > low if low_open else value >= low)
-              and (value < high if high_open else value <= high))
-    if not ok:
-        interval = (('(' if low_open else '[') + f'{low}, {high}' +
-                    (')' if high_open or high == math.inf else ']'))
-        raise ValueError(f'{owner}: {field} must be {kind} in {interval}, '
-                         f'got {value!r}')
+from ..utils import check_number
 
 
 def steps_mask(lengths: torch.Tensor, num_steps: int) -> torch.Tensor:

@@ -1,7 +1,8 @@
 from .regularisers import (CrossLevelInterferenceLoss, L1Loss,
-                           LevelWeightEntropyLoss, SharedAlignmentLoss,
+                           LevelWeightEntropyLoss,
+                           PrivateLeakageAdversaryLoss, SharedAlignmentLoss,
                            SharedPrivateSeparationLoss, TokenBudgetLoss)
 
 __all__ = ['SharedPrivateSeparationLoss', 'CrossLevelInterferenceLoss',
            'TokenBudgetLoss', 'SharedAlignmentLoss', 'LevelWeightEntropyLoss',
-           'L1Loss']
+           'PrivateLeakageAdversaryLoss', 'L1Loss']

@@ -14,16 +14,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clcr_mm.registry import MODELS
+from ..utils import check_number
 
 TokenDict = Dict[str, Dict[str, torch.Tensor]]
 MaskDict = Optional[Dict[str, Dict[str, torch.Tensor]]]
 
 
 def _check_weight(where: str, loss_weight: float) -> None:
-    if isinstance(loss_weight, bool) or not isinstance(
-            loss_weight, (int, float)) or not loss_weight >= 0:
-        raise ValueError(f'{where}: loss_weight must be a number >= 0, got '
-                         f'{loss_weight!r}')
+    check_number(where, 'loss_weight', loss_weight, 0)
 
 
 def stack_levels(tokens: TokenDict, modalities: Sequence[str],
@@ -194,8 +192,8 @@ class SharedPrivateSeparationLoss(nn.Module):
                  batch_weight: float = 1.0) -> None:
         super().__init__()
         _check_weight('SharedPrivateSeparationLoss', loss_weight)
-        _check_weight('SharedPrivateSeparationLoss.batch_weight',
-                      batch_weight)
+        check_number('SharedPrivateSeparationLoss', 'batch_weight',
+                     batch_weight, 0)
         self.loss_weight = loss_weight
         self.batch_weight = batch_weight
 
@@ -400,3 +398,127 @@ class L1Loss(nn.Module):
                 target: torch.Tensor) -> torch.Tensor:
         """(B, 1) predictions and targets -> weighted scalar."""
         return self.loss_weight * F.l1_loss(pred, target)
+
+
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; the gradient is multiplied by ``-scale`` backward,
+    so one backward pass trains an adversary and, through this, opposes it
+    in the features it reads (Ganin & Lempitsky, 2015)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> Tuple[torch.Tensor, None]:
+        return -ctx.scale * grad, None
+
+
+def _standardised(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit variance per channel over the present samples of
+    (..., B, d) features (weight (..., B, 1)); absent samples -> 0. What a
+    linear probe sees, so a factor kept at a tiny scale counts in full."""
+    centred = _centred(x, weight)
+    var = centred.pow(2).sum(-2, keepdim=True) / weight.sum(
+        -2, keepdim=True).clamp(min=1)
+    return centred * torch.rsqrt(var + 1e-5)
+
+
+@MODELS.register_module()
+class PrivateLeakageAdversaryLoss(nn.Module):
+    """An adversary that reads other modalities' private features from each
+    modality's exchanged shared features; the model is trained against it.
+
+    For every level and ordered pair (reader n, source m != n), a small
+    MLP predicts the standardised pooled private features P_m from the
+    standardised pooled S_hat_n (after the exchange), given n's own pooled
+    S_n and P_n as well (detached): it can only gain from S_hat_n what
+    the exchange brought in beyond n's own view of the sample. Its mean
+    squared error (1 when it reads nothing) is minimised by the adversary
+    and, through a gradient-reversal layer scaled by ``loss_weight``,
+    maximised by the model. Unlike alignment costs, which a factor kept at
+    a tiny scale and amplified downstream can satisfy, the adversary sees
+    standardised features, as a linear probe does.
+
+    Args:
+        modalities (Sequence[str]): Modality names (filled in by the
+            recognizer).
+        embed_dims (int): Token width d (filled in by the recognizer).
+        num_levels (int): Levels L. Defaults to 3.
+        hidden_dims (int): Hidden width of the adversary. Defaults to 64.
+        loss_weight (float): lambda_adv, the reversed-gradient scale into
+            S_hat. Defaults to 0.1.
+    """
+
+    def __init__(self,
+                 modalities: Sequence[str],
+                 embed_dims: int,
+                 num_levels: int = 3,
+                 hidden_dims: int = 64,
+                 loss_weight: float = 0.1) -> None:
+        super().__init__()
+        _check_weight('PrivateLeakageAdversaryLoss', loss_weight)
+        num_mod = len(modalities)
+        if num_mod < 2:
+            raise ValueError('PrivateLeakageAdversaryLoss needs at least two '
+                             f'modalities, got {tuple(modalities)}')
+        self.loss_weight = loss_weight
+        self.hidden = nn.Parameter(
+            torch.empty(num_levels, num_mod, 3 * embed_dims, hidden_dims))
+        nn.init.xavier_uniform_(self.hidden.view(-1, hidden_dims))
+        self.hidden_bias = nn.Parameter(
+            torch.zeros(num_levels, num_mod, 1, hidden_dims))
+        # zero output: the adversary starts reading nothing (error 1)
+        self.readout = nn.Parameter(
+            torch.zeros(num_levels, num_mod, hidden_dims,
+                        num_mod * embed_dims))
+        self.readout_bias = nn.Parameter(
+            torch.zeros(num_levels, num_mod, 1, num_mod * embed_dims))
+
+    def forward(self,
+                shared: TokenDict,
+                shared_in: TokenDict,
+                private: TokenDict,
+                present: torch.Tensor,
+                modalities: Sequence[str],
+                token_masks: MaskDict = None) -> torch.Tensor:
+        """Args:
+            shared (dict): ``[level][modality]`` (B, N, d): S_hat after
+                the exchange.
+            shared_in (dict): The same for S before the exchange.
+            private (dict): The same for P.
+            present (Tensor): Bool (B, M).
+            modalities (Sequence[str]): Order of ``present``'s columns.
+            token_masks (dict, optional): ``[level][modality]`` bool (B, N).
+
+        Returns:
+            Tensor: The adversary's mean squared error over pairs and
+            present samples (about 1 when it reads nothing; it is trained
+            to lower it, the model through the reversed gradient to raise
+            it).
+        """
+        num_levels, num_mod = len(shared), len(modalities)
+        weight = _pair_presence(present, num_levels).float().unsqueeze(-1)
+
+        def features(tokens: TokenDict) -> torch.Tensor:
+            stacked, valid = stack_levels(tokens, modalities, token_masks)
+            pooled = _pooled(stacked.float(), valid)
+            z = _standardised(pooled, weight)
+            return z.view(num_levels, num_mod, *z.shape[1:])  # (L, M, B, d)
+
+        read = _ReverseGradient.apply(features(shared), self.loss_weight)
+        own = torch.cat([features(shared_in), features(private)], -1)
+        target = own[..., own.shape[-1] // 2:].detach()
+        x = torch.cat([read, own.detach()], -1)
+        hidden = F.gelu(torch.einsum('lnbk,lnkh->lnbh', x, self.hidden) +
+                        self.hidden_bias)
+        pred = torch.einsum('lnbh,lnhe->lnbe', hidden,
+                            self.readout) + self.readout_bias
+        pred = pred.view(*pred.shape[:3], num_mod, -1)  # (L, n, B, m, d)
+        error = (pred - target.permute(0, 2, 1, 3).unsqueeze(1)).pow(2).mean(
+            -1)  # (L, n, B, m)
+        both = present[:, :, None] & present[:, None, :]  # (B, n, m)
+        others = ~torch.eye(num_mod, dtype=torch.bool, device=present.device)
+        valid = (both & others).permute(1, 0, 2).unsqueeze(0).to(error.dtype)
+        return (error * valid).sum() / (valid.sum() * num_levels).clamp(min=1)

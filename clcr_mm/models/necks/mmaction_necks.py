@@ -26,7 +26,10 @@ Levels = Dict[str, Dict[str, torch.Tensor]]
 FeatureMaps = Union[Sequence, Dict[str, object]]
 
 LOSS_NAMES = ('loss_sep', 'loss_cross', 'loss_budget', 'loss_align',
-              'loss_level')
+              'loss_level', 'loss_adv')
+# regularisers with parameters shaped by the model: built with its
+# ``modalities`` and ``embed_dims`` filled in
+SHAPED_LOSSES = ('loss_adv', )
 
 
 def sample_modality_mask(data_samples: OptSampleList,
@@ -133,10 +136,14 @@ def clcr_regularisers(feats: dict, modalities: Sequence[str],
         if losses.get('loss_sep') is not None:
             out['loss_sep'] = losses['loss_sep'](shared, private, present,
                                                  modalities, token_masks)
+        shared_in = {level: intra[level]['shared_in'] for level in LEVELS}
         if losses.get('loss_align') is not None:
-            shared_in = {level: intra[level]['shared_in'] for level in LEVELS}
             out['loss_align'] = losses['loss_align'](shared_in, present,
                                                      modalities, token_masks)
+        if losses.get('loss_adv') is not None:
+            out['loss_adv'] = losses['loss_adv'](shared, shared_in, private,
+                                                 present, modalities,
+                                                 token_masks)
         used = [
             u for level in LEVELS
             for u in intra[level]['budget_used'].values()
@@ -202,9 +209,9 @@ class CLCRFusionNeck(BaseModule):
         grids (Sequence, optional): Token grid (t, h, w) per level, for
             feature-map inputs. Defaults to ``((4, 4, 4), (2, 2, 2),
             (1, 1, 1))``.
-        loss_sep, loss_cross, loss_budget, loss_align, loss_level (dict,
-            optional): Regulariser configs, as in ``CLCRRecognizer``; None
-            switches one off. Defaults to None.
+        loss_sep, loss_cross, loss_budget, loss_align, loss_level, loss_adv
+            (dict, optional): Regulariser configs, as in
+            ``CLCRRecognizer``; None switches one off. Defaults to None.
         init_cfg (dict, optional): mmengine init config.
     """
 
@@ -220,6 +227,7 @@ class CLCRFusionNeck(BaseModule):
                  loss_budget: Optional[dict] = None,
                  loss_align: Optional[dict] = None,
                  loss_level: Optional[dict] = None,
+                 loss_adv: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.modalities = tuple(modalities)
@@ -235,7 +243,9 @@ class CLCRFusionNeck(BaseModule):
         # same attribute names as CLCRRecognizer's, so state dicts map by a
         # prefix only
         for name, cfg in zip(LOSS_NAMES, (loss_sep, loss_cross, loss_budget,
-                                          loss_align, loss_level)):
+                                          loss_align, loss_level, loss_adv)):
+            if cfg and name in SHAPED_LOSSES:
+                cfg = {**shared_args, **cfg}
             setattr(self, name, MODELS.build(cfg) if cfg else None)
         self.aligners = None
         if in_channels is not None:

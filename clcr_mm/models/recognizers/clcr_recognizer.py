@@ -43,6 +43,10 @@ class CLCRRecognizer(BaseModel):
         loss_align (dict, optional): :class:`SharedAlignmentLoss`.
         loss_level (dict, optional): :class:`LevelWeightEntropyLoss` on
             InterCAD's level weights.
+        loss_adv (dict, optional): :class:`PrivateLeakageAdversaryLoss`
+            (``modalities`` and ``embed_dims`` filled in): an adversary that
+            reads other modalities' private features from each exchanged
+            shared subspace, trained against by gradient reversal.
         compile_fusion (bool | dict): Compile IntraCED, InterCAD (or the
             baseline fusion), the head and the regularisers with
             ``torch.compile(fullgraph=True)``, each module in place (state
@@ -75,6 +79,7 @@ class CLCRRecognizer(BaseModel):
                  loss_budget: Optional[dict] = None,
                  loss_align: Optional[dict] = None,
                  loss_level: Optional[dict] = None,
+                 loss_adv: Optional[dict] = None,
                  compile_fusion: Union[bool, dict] = False,
                  data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
@@ -111,6 +116,7 @@ class CLCRRecognizer(BaseModel):
         self.loss_budget = MODELS.build(loss_budget) if loss_budget else None
         self.loss_align = MODELS.build(loss_align) if loss_align else None
         self.loss_level = MODELS.build(loss_level) if loss_level else None
+        self.loss_adv = build(loss_adv)
         if compile_fusion:
             self._compile_fusion(
                 compile_fusion if isinstance(compile_fusion, dict) else {})
@@ -127,7 +133,7 @@ class CLCRRecognizer(BaseModel):
         options = dict(fullgraph=True, **options)
         modules = [self.inter_cad, self.fusion, self.cls_head, self.loss_sep,
                    self.loss_cross, self.loss_budget, self.loss_align,
-                   self.loss_level]
+                   self.loss_level, self.loss_adv]
         if self.intra_ced is not None:
             modules += list(self.intra_ced.values())
         for module in modules:
@@ -265,8 +271,8 @@ class CLCRRecognizer(BaseModel):
             levels = self.backbone(inputs)
             token_masks = None
         else:
-            levels = self.backbone(inputs, lengths=lengths)
-            token_masks = self.backbone.token_masks(lengths)
+            levels, token_masks = self.backbone(
+                inputs, lengths=lengths, return_token_masks=True)
         if self.fusion is not None:
             fused = self.fusion(levels, mask) if token_masks is None else \
                 self.fusion(levels, mask, token_masks=token_masks)
@@ -316,8 +322,8 @@ class CLCRRecognizer(BaseModel):
 
         Returns:
             dict[str, Tensor]: ``loss_sep``, ``loss_cross``, ``loss_budget``,
-            ``loss_align``, ``loss_level`` (those configured and applicable)
-            and, for logging, ``budget_k_<level>_<modality>`` (tokens
+            ``loss_align``, ``loss_level``, ``loss_adv`` (those configured
+            and applicable) and, for logging, ``budget_k_<level>_<modality>`` (tokens
             offered, batch mean), ``budget_used_<level>_<modality>`` (their
             fraction) and ``budget_rho_<level>`` (mean ratio).
         """
