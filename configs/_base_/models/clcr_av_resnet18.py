@@ -3,6 +3,8 @@
 # literature (OGM-GE, PMR, MLA). Spec section 7 defaults: d=256, 4 heads,
 # K=8 anchors, rho initial 0.5 in [0.1, 1.0], lambda_sep=0.1,
 # lambda_cross=0.05, lambda_budget=0.01.
+_base_ = ['./clcr_regularisers.py']
+
 embed_dims = 256
 num_classes = 8  # set by each benchmark config
 
@@ -50,15 +52,6 @@ model = dict(
         num_classes=num_classes,
         in_channels=embed_dims,
         dropout=0.3),
-    loss_sep=dict(type='SharedPrivateSeparationLoss', loss_weight=0.1),
-    loss_cross=dict(type='CrossLevelInterferenceLoss', loss_weight=0.05),
-    # a cost on the fraction of shared tokens exchanged (target 0: every
-    # offered token costs), traded against the task loss
-    loss_budget=dict(type='TokenBudgetLoss', target=0.0, loss_weight=0.01),
-    # shared subspaces hold what the modalities have in common
-    loss_align=dict(type='SharedAlignmentLoss', loss_weight=0.1),
-    # level weights spread unless the task pays for collapse
-    loss_level=dict(type='LevelWeightEntropyLoss', loss_weight=0.01),
     data_preprocessor=dict(
         type='MultiModalDataPreprocessor',
         preprocessors=dict(

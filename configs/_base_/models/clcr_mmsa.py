@@ -1,5 +1,7 @@
 # CLCR for CMU-MOSI / CMU-MOSEI: text, audio and vision feature sequences,
 # sentiment regression. Spec section 7: d=128 for MOSI/MOSEI.
+_base_ = ['./clcr_regularisers.py']
+
 embed_dims = 128
 
 # Semantic hierarchy encoder for feature sequences: a 3-layer temporal
@@ -44,15 +46,6 @@ model = dict(
         in_channels=embed_dims,
         task='regression',
         dropout=0.1),
-    loss_sep=dict(type='SharedPrivateSeparationLoss', loss_weight=0.1),
-    loss_cross=dict(type='CrossLevelInterferenceLoss', loss_weight=0.05),
-    # a cost on the fraction of shared tokens exchanged (target 0: every
-    # offered token costs), traded against the task loss
-    loss_budget=dict(type='TokenBudgetLoss', target=0.0, loss_weight=0.01),
-    # shared subspaces hold what the modalities have in common
-    loss_align=dict(type='SharedAlignmentLoss', loss_weight=0.1),
-    # level weights spread unless the task pays for collapse
-    loss_level=dict(type='LevelWeightEntropyLoss', loss_weight=0.01),
     data_preprocessor=dict(
         type='MultiModalDataPreprocessor',
         preprocessors=dict(

@@ -4,6 +4,8 @@
 # Both are trained from scratch by default; for ImageNet initialisation set
 # `pretrained='/path/to/resnet18.pth'` per modality (a local file; nothing
 # is downloaded).
+_base_ = ['./clcr_regularisers.py']
+
 embed_dims = 256
 flow_channels = 10  # 2L, L=5 flow frames
 
@@ -41,15 +43,6 @@ model = dict(
     cls_head=dict(
         type='CLCRHead', num_classes=101, in_channels=embed_dims,
         dropout=0.5),
-    loss_sep=dict(type='SharedPrivateSeparationLoss', loss_weight=0.1),
-    loss_cross=dict(type='CrossLevelInterferenceLoss', loss_weight=0.05),
-    # a cost on the fraction of shared tokens exchanged (target 0: every
-    # offered token costs), traded against the task loss
-    loss_budget=dict(type='TokenBudgetLoss', target=0.0, loss_weight=0.01),
-    # shared subspaces hold what the modalities have in common
-    loss_align=dict(type='SharedAlignmentLoss', loss_weight=0.1),
-    # level weights spread unless the task pays for collapse
-    loss_level=dict(type='LevelWeightEntropyLoss', loss_weight=0.01),
     data_preprocessor=dict(
         type='MultiModalDataPreprocessor',
         preprocessors=dict(
