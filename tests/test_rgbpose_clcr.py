@@ -131,3 +131,25 @@ def test_map_norm_removes_what_every_sample_shares():
     assert [len(norms) for norms in head.fusion.map_norms.values()] == [1, 1]
     norms = project_head()[0].fusion.map_norms
     assert [n[0].num_features for n in norms.values()] == [2048, 512]
+
+
+def test_three_maps_per_modality_get_one_norm_each():
+    init_default_scope('mmaction')
+    neck = MODELS.build(
+        dict(
+            type='clcr_mm.CLCRFusionNeck',
+            modalities=('rgb', 'pose'),
+            embed_dims=16,
+            in_channels=((8, 16, 32), 4),
+            intra_ced=dict(num_heads=2),
+            inter_cad=dict(out_channels=16, num_heads=2)))
+    assert [n.num_features for n in neck.map_norms['rgb']] == [8, 16, 32]
+    assert [n.num_features for n in neck.map_norms['pose']] == [4]
+    rgb = [torch.rand(2, c, 2, 4, 4) for c in (8, 16, 32)]
+    pose = torch.rand(2, 4, 4, 4, 4)
+    levels = neck.to_levels((rgb, pose))
+    assert levels['mid']['rgb'].shape == (2, 8, 16)
+    with pytest.raises(ValueError, match="'rgb', level 'mid'.*fix in_chan"):
+        neck.to_levels(([rgb[0], rgb[0], rgb[2]], pose))
+    with pytest.raises(ValueError, match="'pose', its feature map.*fix in_"):
+        neck.to_levels((rgb, torch.rand(2, 5, 4, 4, 4)))

@@ -184,7 +184,8 @@ class CLCRFusionNeck(BaseModule):
       dict of per-modality features, each either one map (B, C, T, H, W) or
       (B, C, H, W), pooled to the three level grids (one map at three
       granularities: the levels then differ in resolution, not in depth), or
-      a sequence of three maps (shallow, mid, deep stages).
+      a sequence of three maps (shallow, mid, deep stages); every map is
+      normalised (``norm_cfg``) before its aligners.
 
     Args:
         modalities (Sequence[str]): Modality names, in a fixed order (the
