@@ -16,6 +16,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from mmaction.utils import OptSampleList
+from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
@@ -190,7 +191,8 @@ class CLCRFusionNeck(BaseModule):
       dict of per-modality features, each either one map (B, C, T, H, W) or
       (B, C, H, W), pooled to the three level grids (one map at three
       granularities: the levels then differ in resolution, not in depth), or
-      a sequence of three maps (shallow, mid, deep stages).
+      a sequence of three maps (shallow, mid, deep stages); every map is
+      normalised (``norm_cfg``) before its aligners.
 
     Args:
         modalities (Sequence[str]): Modality names, in a fixed order (the
@@ -209,6 +211,15 @@ class CLCRFusionNeck(BaseModule):
         grids (Sequence, optional): Token grid (t, h, w) per level, for
             feature-map inputs. Defaults to ``((4, 4, 4), (2, 2, 2),
             (1, 1, 1))``.
+        norm_cfg (dict, optional): mmcv norm layer applied to every feature
+            map before its level aligners, one per map. Backbone maps come
+            out of a ReLU with a large mean that every sample shares; left
+            in, the projections' SGD steps move all samples' tokens
+            together, which after the LayerNorms of IntraCED / InterCAD
+            leaves h constant (the head stays at chance inside
+            ``RGBPoseConv3D``); batch normalisation removes that common
+            part. None feeds the maps as they are. Defaults to
+            ``dict(type='BN3d')``.
         loss_sep, loss_cross, loss_budget, loss_align, loss_level, loss_adv
             (dict, optional): Regulariser configs, as in
             ``CLCRRecognizer``; None switches one off. Defaults to None.
@@ -222,6 +233,7 @@ class CLCRFusionNeck(BaseModule):
                  inter_cad: dict = dict(),
                  in_channels: Optional[Sequence] = None,
                  grids: Optional[Sequence[Sequence[int]]] = None,
+                 norm_cfg: Optional[dict] = dict(type='BN3d'),
                  loss_sep: Optional[dict] = None,
                  loss_cross: Optional[dict] = None,
                  loss_budget: Optional[dict] = None,
@@ -250,10 +262,11 @@ class CLCRFusionNeck(BaseModule):
         self.aligners = None
         if in_channels is not None:
             self._build_aligners(in_channels, grids or ((4, 4, 4), (2, 2, 2),
-                                                        (1, 1, 1)))
+                                                        (1, 1, 1)), norm_cfg)
 
     def _build_aligners(self, in_channels: Sequence,
-                        grids: Sequence[Sequence[int]]) -> None:
+                        grids: Sequence[Sequence[int]],
+                        norm_cfg: Optional[dict]) -> None:
         if len(in_channels) != len(self.modalities):
             raise ValueError(
                 f'CLCRFusionNeck: in_channels {tuple(in_channels)} must give '
@@ -262,6 +275,7 @@ class CLCRFusionNeck(BaseModule):
             raise ValueError(f'CLCRFusionNeck: need one token grid per level '
                              f'{LEVELS}, got {grids}')
         self.aligners = nn.ModuleDict()
+        self.map_norms = nn.ModuleDict()
         for m, channels in zip(self.modalities, in_channels):
             per_level = (channels, ) * len(LEVELS) if isinstance(
                 channels, int) else tuple(channels)
@@ -273,6 +287,11 @@ class CLCRFusionNeck(BaseModule):
             self.aligners[m] = nn.ModuleList(
                 LevelAligner(c, self.embed_dims, g)
                 for c, g in zip(per_level, grids))
+            # one norm per map: a single map serves all levels
+            maps = (channels, ) if isinstance(channels, int) else per_level
+            self.map_norms[m] = nn.ModuleList(
+                build_norm_layer(norm_cfg, c)[1] if norm_cfg else nn.Identity()
+                for c in maps)
         self.level_embed = nn.Parameter(
             torch.zeros(len(LEVELS), self.embed_dims))
         self.modality_embed = nn.Parameter(
@@ -317,24 +336,44 @@ class CLCRFusionNeck(BaseModule):
             maps = list(x)
         levels: Levels = {level: {} for level in LEVELS}
         for m_idx, (m, feats) in enumerate(zip(self.modalities, maps)):
-            if isinstance(feats, torch.Tensor):
-                feats = (feats, ) * len(LEVELS)
-            if len(feats) != len(LEVELS):
-                raise ValueError(
-                    f'CLCRFusionNeck: modality {m!r} gave {len(feats)} '
-                    f'feature maps; give one, or one per level {LEVELS}')
+            taps = self._normalised_taps(m, feats)
             for l_idx, (level, tap, aligner) in enumerate(
-                    zip(LEVELS, feats, self.aligners[m])):
-                if tap.dim() == 4:  # (B, C, H, W): a one-frame clip
-                    tap = tap.unsqueeze(2)
-                if tap.dim() != 5 or tap.shape[1] != aligner.in_channels:
-                    raise ValueError(
-                        f'CLCRFusionNeck: modality {m!r}, level {level!r}: '
-                        f'expected (B, {aligner.in_channels}, [T,] H, W), got '
-                        f'shape {tuple(tap.shape)}; fix in_channels')
+                    zip(LEVELS, taps, self.aligners[m])):
                 levels[level][m] = (aligner(tap) + self.level_embed[l_idx] +
                                     self.modality_embed[m_idx])
         return levels
+
+    def _normalised_taps(self, modality: str, feats) -> list:
+        """One modality's maps, checked and normalised, one per level.
+
+        Args:
+            modality (str): The modality's name.
+            feats (Tensor | Sequence[Tensor]): One map (B, C, [T,] H, W),
+                which serves every level, or one map per level.
+
+        Returns:
+            list[Tensor]: (B, C, T, H, W) per level.
+        """
+        single = isinstance(feats, torch.Tensor)
+        feats = (feats, ) if single else tuple(feats)
+        if not single and len(feats) != len(LEVELS):
+            raise ValueError(
+                f'CLCRFusionNeck: modality {modality!r} gave {len(feats)} '
+                f'feature maps; give one, or one per level {LEVELS}')
+        taps = []
+        for level, tap, aligner, norm in zip(LEVELS, feats,
+                                             self.aligners[modality],
+                                             self.map_norms[modality]):
+            if tap.dim() == 4:  # (B, C, H, W): a one-frame clip
+                tap = tap.unsqueeze(2)
+            if tap.dim() != 5 or tap.shape[1] != aligner.in_channels:
+                where = 'its feature map' if single else f'level {level!r}'
+                raise ValueError(
+                    f'CLCRFusionNeck: modality {modality!r}, {where}: '
+                    f'expected (B, {aligner.in_channels}, [T,] H, W), got '
+                    f'shape {tuple(tap.shape)}; fix in_channels')
+            taps.append(norm(tap))
+        return taps * len(LEVELS) if single else taps
 
     def fuse_inputs(self, x: Union[Levels, FeatureMaps],
                     data_samples: OptSampleList = None) -> dict:

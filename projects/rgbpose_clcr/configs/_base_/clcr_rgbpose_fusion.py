@@ -25,7 +25,11 @@ clcr_fusion = dict(
     modalities=('rgb', 'pose'),
     in_channels=(2048, 512),
     # (t, h, w) per level; the final maps are 8 x 7 x 7 at 224 px
-    grids=((4, 4, 4), (2, 2, 2), (1, 1, 1)))
+    grids=((4, 4, 4), (2, 2, 2), (1, 1, 1)),
+    # the maps leave a ReLU with a mean every sample shares; unnormalised,
+    # the SGD steps moved all samples' tokens together until h was constant
+    # (chance accuracy); a batch norm per map removes the shared part
+    norm_cfg=dict(type='BN3d'))
 # the same fusion on CLCRHierarchyEncoder's levels: modalities named by the
 # pipeline keys that MMRecognizer3D passes as backbone(**inputs)
 clcr_fusion_levels = dict(
