@@ -143,8 +143,8 @@ def test_deterministic_resumable_and_parallel(small_set, tmp_path):
 
 
 def test_cues_are_in_the_files(small_set):
-    """Decoded clips carry the planted cues: the blink at the visual tempo,
-    the vertical drift of `direction`, the tone gated at the audio tempo
+    """Decoded clips carry the planted cues: the blink (object and whole
+    background) at the visual tempo, the vertical drift of `direction`, the tone gated at the audio tempo
     and swept in the direction of `direction`."""
     out, _ = small_set
     meta = json.loads((out / 'factors.json').read_text())['meta']
@@ -157,6 +157,12 @@ def test_cues_are_in_the_files(small_set):
         on = gen.cs.blink_pattern(16, meta['fps'], p['visual_rate_hz'],
                                   p['visual_phase_frames'])
         assert bright[on].min() > bright[~on].max()
+        # the whole background flashes with it: the median pixel (the
+        # object covers < 17 %) is brighter in every on frame by about
+        # gen.BACKGROUND_FLASH
+        median = np.median(frames.reshape(16, -1), axis=1) / 255
+        assert median[on].min() - median[~on].max() > (
+            0.75 * gen.BACKGROUND_FLASH)
         # vertical centre of the bright object, first vs last on-frame
         ys = [np.argwhere(f.max(axis=2) >= 0.8 * b)[:, 0].mean()
               for f, b in zip(frames, bright)]
