@@ -51,9 +51,11 @@ SHORTCUT_TOLERANCE = 0.05  # |CLCR - CLCR trained without the shortcut|
 # Runs that CLCR must beat by more than the seed spread.
 BEAT_BY_SPREAD = ('concat', 'wo_hierarchy', 'wo_exchange', 'wo_intercad',
                   'wo_budget')
-# Kinds of run, for the tables and plots of ablation_runner.py.
+# Kinds of run, for the tables and plots of ablation_runner.py
+# (noshortcut: CLCR trained without the private shortcut).
 GROUPS = dict(clcr='CLCR (full)', late_fusion='baseline',
-              concat='baseline', rgb_only='unimodal', audio_only='unimodal')
+              concat='baseline', rgb_only='unimodal', audio_only='unimodal',
+              noshortcut='CLCR variant')
 
 
 def group(name: str) -> str:
