@@ -6,6 +6,7 @@ _base_ = [
 ]
 
 model = dict(cls_head=dict(num_classes={{_base_.crosslevel_num_classes}}))
+train_cfg = dict(max_epochs={{_base_.crosslevel_max_epochs}})
 train_dataloader = {{_base_.crosslevel_loader}}
 val_dataloader = {{_base_.crosslevel_loader}}
 test_dataloader = {{_base_.crosslevel_loader}}

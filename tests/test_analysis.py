@@ -330,7 +330,9 @@ def test_results_tables_from_fake_records(tmp_path):
             clcr={'0': fake_run(0.8, 0.7, [0.5, 0.8, 0.8]),
                   '1': fake_run(0.9, 0.85, [0.6, 0.9, 0.9]),
                   '2': fake_run(1.0, 0.9, [0.7, 0.9, 1.0])},
-            late_fusion={'0': fake_run(0.75, None, [0.7, 0.75])}))
+            late_fusion={'0': fake_run(0.75, None, [0.7, 0.75])},
+            concat={'0': fake_run(0.7, 0.6, [0.7])},
+            noshortcut={'0': fake_run(0.95, 0.9, [0.95])}))
     rows = results_tables.summarise_runs(ablations['runs'],
                                          ['clcr', 'late_fusion', 'absent'])
     assert [r['name'] for r in rows] == ['clcr', 'late_fusion']
@@ -378,6 +380,22 @@ def test_results_tables_from_fake_records(tmp_path):
     injected = readme.read_text()
     assert injected.startswith('intro\n') and injected.endswith('outro\n')
     assert 'old' not in injected and text in injected
+    # targets on test accuracy: beaten by more than the larger seed std
+    # (CLCR's 10.4, concat has one seed), shortcut gap within 5 points;
+    # late fusion has no test result, so no check
+    assert '| CLCR - concat > seed spread | +21.7 vs 10.4 | yes |' in text
+    assert ('| CLCR with the shortcut within 5 points of noshortcut | '
+            '-8.3 | NO |') in text
+    assert '| colour: audio.shared <= chance + 10 | 55.0 (chance 50.0) | yes' \
+        in text
+    assert '| sync: h >= 90 | 60.0 (chance 50.0) | NO |' in text
+    assert 'late_fusion >=' not in text
+    summary = results_tables.main([*map(str, paths), '--out', str(out),
+                                   '--summary'])
+    assert '| CLCR - concat > seed spread |' in summary
+    assert '| clcr | CLCR (full) | 90.0 ± 10.0 |' in summary
+    assert 'per epoch' not in summary and '### Factors' not in summary
+    assert '### Leakage' not in summary
     readme.write_text('no markers\n')
     with pytest.raises(ValueError, match='markers|needs one line'):
         results_tables.main([str(paths[0]), '--out', str(out), '--inject',

@@ -143,8 +143,8 @@ def test_deterministic_resumable_and_parallel(small_set, tmp_path):
 
 
 def test_cues_are_in_the_files(small_set):
-    """Decoded clips carry the planted cues: the blink at the visual tempo,
-    the vertical drift of `direction`, the tone gated at the audio tempo
+    """Decoded clips carry the planted cues: the blink (object and whole
+    background) at the visual tempo, the vertical drift of `direction`, the tone gated at the audio tempo
     and swept in the direction of `direction`."""
     out, _ = small_set
     meta = json.loads((out / 'factors.json').read_text())['meta']
@@ -157,6 +157,12 @@ def test_cues_are_in_the_files(small_set):
         on = gen.cs.blink_pattern(16, meta['fps'], p['visual_rate_hz'],
                                   p['visual_phase_frames'])
         assert bright[on].min() > bright[~on].max()
+        # the whole background flashes with it: the median pixel (the
+        # object covers < 17 %) is brighter in every on frame by about
+        # gen.BACKGROUND_FLASH
+        median = np.median(frames.reshape(16, -1), axis=1) / 255
+        assert median[on].min() - median[~on].max() > (
+            0.75 * gen.BACKGROUND_FLASH)
         # vertical centre of the bright object, first vs last on-frame
         ys = [np.argwhere(f.max(axis=2) >= 0.8 * b)[:, 0].mean()
               for f, b in zip(frames, bright)]
@@ -280,6 +286,7 @@ def test_late_fusion_ceiling():
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 CONFIGS = sorted(CONFIG_DIR.rglob('clcr_synthetic_crosslevel*.py'))
 LOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+CROSSLEVEL_EPOCHS = 10  # the benchmark's schedule, longer than synthetic_av's
 COMPARED = ('model', 'train_cfg', 'optim_wrapper', 'param_scheduler',
             'default_hooks', 'custom_hooks', 'randomness') + LOADERS
 
@@ -291,11 +298,12 @@ def comparable(cfg: Config) -> dict:
 @pytest.mark.parametrize('path', CONFIGS, ids=lambda p: p.stem)
 def test_configs_are_their_synthetic_av_counterparts(path):
     """Every variant is its clcr_synthetic_av counterpart (so changes to
-    the model, schedule or variant flow in) with only the data root and the
-    class count changed; the regulariser-alone ablations are the CLCR
-    config with that one loss removed."""
+    the model, schedule or variant flow in) with only the data root, the
+    class count and the number of epochs changed; the regulariser-alone
+    ablations are the CLCR config with that one loss removed."""
     cfg = Config.fromfile(path)
     assert cfg.model.cls_head.num_classes == gen.NUM_CLASSES
+    assert cfg.train_cfg.max_epochs == CROSSLEVEL_EPOCHS
     root = 'data/synthetic_crosslevel'
     if path.stem.endswith('_noshortcut'):
         root += '_noshortcut'
@@ -310,6 +318,7 @@ def test_configs_are_their_synthetic_av_counterparts(path):
     elif twin.exists():
         ref = Config.fromfile(twin)
         cfg.model.cls_head.num_classes = ref.model.cls_head.num_classes
+        cfg.train_cfg.max_epochs = ref.train_cfg.max_epochs
         for loader in LOADERS:
             cfg[loader].dataset.data_root = ref[loader].dataset.data_root
         assert comparable(cfg) == comparable(ref)

@@ -3,7 +3,7 @@ analysis tools write (never copied by hand).
 
     python tools/analysis/results_tables.py RECORD.json [RECORD.json ...] \\
         --out docs/results/crosslevel/tables.md \\
-        [--inject docs/results/README.md]
+        [--inject docs/results/README.md] [--summary]
 
 Records are recognised by their content:
 
@@ -16,6 +16,16 @@ Records are recognised by their content:
   features, against its chance level);
 - ``factors.json`` of a synthetic benchmark: its factor table and, where
   the generator states them, the accuracy ceilings of each model family.
+
+With an ``ablations.json`` that holds a ``clcr`` run, a last table checks
+the targets of the cross-level comparison (issue 12) on the test accuracy
+at the validation-selected checkpoint: CLCR beats late fusion by at least
+10 points and concatenation, and each ``wo_<module>`` run, by more than the
+seed spread (the larger of the two runs' standard deviations); CLCR trained
+with the private shortcut stays within 5 points of the ``noshortcut``
+control; plus, from a ``representation.json``, the leakage checks.
+``--summary`` writes only the comparison and the targets (no curves,
+factors or probe tables), for a README.
 
 ``--out`` receives every table; ``--inject FILE`` also writes them into
 ``FILE`` between the lines ``<!-- results_tables:begin -->`` and
@@ -35,9 +45,17 @@ import analysis_utils as au  # noqa: E402
 
 BEGIN = '<!-- results_tables:begin -->'
 END = '<!-- results_tables:end -->'
-# Kinds of run, for the tables and plots of ablation_runner.py.
+# Targets of the cross-level comparison (issue 12), on test accuracy.
+LATE_FUSION_MARGIN = 0.10  # CLCR - late fusion
+SHORTCUT_TOLERANCE = 0.05  # |CLCR - CLCR trained without the shortcut|
+# Runs that CLCR must beat by more than the seed spread.
+BEAT_BY_SPREAD = ('concat', 'wo_hierarchy', 'wo_exchange', 'wo_intercad',
+                  'wo_budget')
+# Kinds of run, for the tables and plots of ablation_runner.py
+# (noshortcut: CLCR trained without the private shortcut).
 GROUPS = dict(clcr='CLCR (full)', late_fusion='baseline',
-              concat='baseline', rgb_only='unimodal', audio_only='unimodal')
+              concat='baseline', rgb_only='unimodal', audio_only='unimodal',
+              noshortcut='CLCR variant')
 
 
 def group(name: str) -> str:
@@ -142,13 +160,89 @@ def curves_table(rows: Sequence[dict]) -> str:
     return au.markdown_table(header, table)
 
 
-def ablation_section(record: dict) -> str:
-    """The comparison and the learning curves of one ablations.json."""
-    # rows recomputed from the per-seed records, so that records written
-    # before a column existed still render (as n/a)
+def record_rows(record: dict) -> List[dict]:
+    """The rows of one ablations.json, recomputed from the per-seed
+    records (so that records written before a column existed still render,
+    as n/a)."""
     names = [r['name'] for r in record.get('rows') or []] or list(
         record['runs'])
-    rows = summarise_runs(record['runs'], names)
+    return summarise_runs(record['runs'], names)
+
+
+def target_checks(rows: Sequence[dict],
+                  leakage: Optional[Sequence[dict]] = None) -> List[list]:
+    """Check the cross-level comparison's targets.
+
+    Args:
+        rows (Sequence[dict]): Rows of :func:`summarise_runs`; the checks
+            use ``test_mean`` / ``test_std`` of ``clcr`` and of the runs it
+            is compared with (those absent or untested are left out).
+        leakage (Sequence[dict], optional): ``representation.leakage``.
+
+    Returns:
+        list[list]: ``[target, measured, met]`` rows (``met`` is ``'yes'``
+        or ``'NO'``), empty without a tested ``clcr`` run.
+    """
+    tested = {r['name']: r for r in rows if not math.isnan(r['test_mean'])}
+    clcr = tested.get('clcr')
+    if clcr is None:
+        return []
+    met = {True: 'yes', False: 'NO'}
+
+    def gap(name: str) -> float:
+        return clcr['test_mean'] - tested[name]['test_mean']
+
+    def spread(name: str) -> float:
+        # one seed has no spread: the check then needs any positive gap
+        stds = [s for s in (clcr['test_std'], tested[name]['test_std'])
+                if not math.isnan(s)]
+        return max(stds, default=0.0)
+
+    checks = []
+    if 'late_fusion' in tested:
+        checks.append([
+            f'CLCR - late_fusion >= {100 * LATE_FUSION_MARGIN:.0f} points',
+            f"{100 * gap('late_fusion'):+.1f}",
+            met[gap('late_fusion') >= LATE_FUSION_MARGIN]])
+    for name in BEAT_BY_SPREAD:
+        if name in tested:
+            checks.append([
+                f'CLCR - {name} > seed spread',
+                f'{100 * gap(name):+.1f} vs {100 * spread(name):.1f}',
+                met[gap(name) > spread(name)]])
+    if 'noshortcut' in tested:
+        checks.append([
+            'CLCR with the shortcut within '
+            f'{100 * SHORTCUT_TOLERANCE:.0f} points of noshortcut',
+            f"{100 * gap('noshortcut'):+.1f}",
+            met[abs(gap('noshortcut')) <= SHORTCUT_TOLERANCE]])
+    for row in leakage or ():
+        if row['ok'] is not None:
+            fset = 'h' if row['planted'] == 'relation' else (
+                row['check'].split(' ')[0] + '.all')
+            checks.append([f"{row['factor']}: {row['check']}",
+                           f"{100 * row['accuracy'][fset]:.1f} (chance "
+                           f"{100 * row['chance']:.1f})", met[row['ok']]])
+    return checks
+
+
+def targets_section(rows: Sequence[dict],
+                    leakage: Optional[Sequence[dict]] = None) -> str:
+    """The targets table, or '' when nothing can be checked."""
+    checks = target_checks(rows, leakage)
+    if not checks:
+        return ''
+    return '\n'.join([
+        '### Targets (test accuracy at the val-selected checkpoint, mean '
+        'over seeds; leakage from the probes)\n',
+        au.markdown_table(['target', 'measured (points / %)', 'met'],
+                          checks), ''])
+
+
+def ablation_section(record: dict, curves: bool = True) -> str:
+    """The comparison and (``curves``) the learning curves of one
+    ablations.json."""
+    rows = record_rows(record)
     metric = record.get('metric', 'acc/top1')
     head = (f"### {record.get('benchmark', '?')}: comparison\n\n"
             f"epochs={record.get('epochs') or 'config'}, train subset="
@@ -156,9 +250,11 @@ def ablation_section(record: dict) -> str:
             f"seeds={record.get('seeds')}. The test column is measured on "
             'the checkpoint with the best validation accuracy (earliest on '
             'ties), never selected on test.\n')
-    return '\n'.join([
-        head, comparison_table(rows, metric), '',
-        f'Validation {metric} (%) per epoch:\n', curves_table(rows), ''])
+    parts = [head, comparison_table(rows, metric), '']
+    if curves:
+        parts += [f'Validation {metric} (%) per epoch:\n',
+                  curves_table(rows), '']
+    return '\n'.join(parts)
 
 
 # ----------------------------------------------------------------------
@@ -209,20 +305,37 @@ def factors_section(record: dict) -> str:
     return '\n'.join(parts)
 
 
-def render(records: Sequence[dict]) -> str:
-    """All tables of the given records, in the order given."""
-    parts = []
+def render(records: Sequence[dict], summary: bool = False) -> str:
+    """All tables of the given records, in the order given, then the
+    targets of the first ablations.json with the first representation's
+    leakage checks.
+
+    Args:
+        records (Sequence[dict]): Loaded records.
+        summary (bool): Only the comparison (without curves) and the
+            targets.
+
+    Returns:
+        str: Markdown.
+    """
+    parts, rows, leakage = [], None, None
     for record in records:
         if 'runs' in record:
-            parts.append(ablation_section(record))
+            parts.append(ablation_section(record, curves=not summary))
+            rows = record_rows(record) if rows is None else rows
         elif 'probes' in record:
-            parts.append(leakage_section(record))
+            if not summary:
+                parts.append(leakage_section(record))
+            leakage = record.get('leakage') if leakage is None else leakage
         elif 'meta' in record and 'factors' in record['meta']:
-            parts.append(factors_section(record))
+            if not summary:
+                parts.append(factors_section(record))
         else:
             raise ValueError(f"{record.get('_path', 'a record')}: not an "
                              'ablations.json, representation.json or '
                              'factors.json record')
+    if rows is not None:
+        parts.append(targets_section(rows, leakage))
     return '\n'.join(p for p in parts if p)
 
 
@@ -263,12 +376,16 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--inject', default=None,
                         help='also write the tables between the markers of '
                         'this Markdown file')
+    parser.add_argument('--summary', action='store_true',
+                        help='only the comparison (no curves) and the '
+                        'targets, e.g. for a README')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> str:
     args = parse_args(argv)
-    text = render([load_record(p) for p in args.records])
+    text = render([load_record(p) for p in args.records],
+                  summary=args.summary)
     sources = ', '.join(f'`{p}`' for p in args.records)
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:

@@ -139,7 +139,8 @@ def blink_pattern(num_frames: int, fps: float, rate_hz: float,
 
 
 def render_frames(params: dict, shape: int, on: np.ndarray, size: int,
-                  rng: np.random.Generator) -> np.ndarray:
+                  rng: np.random.Generator,
+                  background_flash: float = 0.0) -> np.ndarray:
     """Render a blinking object moving over a dark background.
 
     Args:
@@ -148,6 +149,8 @@ def render_frames(params: dict, shape: int, on: np.ndarray, size: int,
         on (np.ndarray): Bool (T,), whether the object is bright per frame.
         size (int): Frame height and width in pixels.
         rng (np.random.Generator): RNG for noise and the distractor.
+        background_flash (float): Brightness added to the whole background
+            in the ``on`` frames (0: only the object blinks).
 
     Returns:
         np.ndarray: uint8 frames of shape (T, size, size, 3), RGB.
@@ -177,7 +180,13 @@ def render_frames(params: dict, shape: int, on: np.ndarray, size: int,
     level = np.where(on, ON_LEVEL, OFF_LEVEL)
     colour = hsv_to_rgb(p['hue_deg'], p['saturation']).astype(np.float32)
     obj = colour * level[:, None, None, None].astype(np.float32)
-    frames = background[None] * (1 - mask) + obj * mask
+    background = np.broadcast_to(background, (t_len, ) + background.shape)
+    if background_flash:
+        # The whole frame flashes with the object: a tempo cue that no crop
+        # or small receptive field can miss.
+        background = background + np.float32(background_flash) * on[
+            :, None, None, None].astype(np.float32)
+    frames = background * (1 - mask) + obj * mask
 
     if p['visual_distractor']:
         # A small dot of random hue on a random walk that flickers at
