@@ -508,9 +508,8 @@ class PrivateLeakageAdversaryLoss(nn.Module):
             return z.view(num_levels, num_mod, *z.shape[1:])  # (L, M, B, d)
 
         read = _ReverseGradient.apply(features(shared), self.loss_weight)
-        own = torch.cat([features(shared_in), features(private)], -1)
-        target = own[..., own.shape[-1] // 2:].detach()
-        x = torch.cat([read, own.detach()], -1)
+        target = features(private).detach()
+        x = torch.cat([read, features(shared_in).detach(), target], -1)
         hidden = F.gelu(torch.einsum('lnbk,lnkh->lnbh', x, self.hidden) +
                         self.hidden_bias)
         pred = torch.einsum('lnbh,lnhe->lnbe', hidden,
