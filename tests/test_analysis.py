@@ -14,6 +14,8 @@ from mmengine.config import Config
 from runner_utils import tiny_runner
 from tool_loader import load_tool
 
+from clcr_mm.models.utils import LEVELS
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / 'configs' / 'clcr_synthetic_av.py')
 # TensorBoard is the 'tensorboard' extra of setup.py
@@ -406,6 +408,37 @@ def test_results_tables_from_fake_records(tmp_path):
         results_tables.main([str(bad), '--out', str(out)])
 
 
+def test_results_tables_average_robustness_over_seeds(tmp_path):
+    def record(clean, noisy, missing):
+        def cond(kind, value, **extra):
+            return dict(kind=kind, metrics={'acc/top1': value}, **extra)
+        model = dict(label='clcr', metric='acc/top1', conditions={
+            'clean': cond('clean', clean),
+            'noise:rgb@0': cond('noise', clean, modality='rgb', sigma=0.0),
+            'noise:rgb@1': cond('noise', noisy, modality='rgb', sigma=1.0),
+            'missing:audio': cond('missing', missing, modality='audio')})
+        return dict(sigmas=[0.0, 1.0], models=[model])
+
+    paths = []
+    for seed, values in enumerate([(0.8, 0.6, 0.5), (0.6, 0.5, 0.1)]):
+        paths.append(tmp_path / f'robustness{seed}.json')
+        paths[-1].write_text(json.dumps(record(*values)))
+    out = tmp_path / 'tables.md'
+    text = results_tables.main([*map(str, paths), '--out', str(out)])
+    assert '| model | clean | rgb@1 | missing audio |' in text
+    assert '| clcr | 70.0 ± 14.1 | 55.0 ± 7.1 | 30.0 ± 28.3 |' in text
+    # per-seed drops: -20 and -10 under noise, -30 and -50 when missing
+    assert '| clcr | -15.0 ± 7.1 | -40.0 ± 14.1 |' in text
+    assert 'rgb@0 |' not in text
+    assert results_tables.main([*map(str, paths), '--out', str(out),
+                                '--summary']) == ''
+    other = record(0.8, 0.6, 0.5)
+    del other['models'][0]['conditions']['missing:audio']
+    paths[1].write_text(json.dumps(other))
+    with pytest.raises(ValueError, match='differ'):
+        results_tables.main([*map(str, paths), '--out', str(out)])
+
+
 def test_leakage_checks_planted_factors():
     factors = dict(
         names=['colour', 'timbre', 'sync', 'direction'],
@@ -435,6 +468,57 @@ def test_leakage_checks_planted_factors():
     assert representation.planted_in(legacy, ('rgb', 'audio')) == dict(
         colour=['rgb'], rhythm=['rgb', 'audio'])
     assert representation.leakage(probes, None, ('rgb', 'audio')) == []
+
+
+def test_relation_probe_reads_what_a_linear_probe_cannot():
+    """Two planted bits, one per modality's private features: their XOR
+    (the relation) is read by the MLP probe, not by a linear one, and only
+    from both modalities together."""
+    gen = torch.Generator().manual_seed(0)
+
+    def split(num):
+        a, b = (torch.randint(0, 2, (num, ), generator=gen) for _ in '01')
+        feats = {}
+        for m, bit in (('rgb', a), ('audio', b)):
+            for kind in ('shared', 'private'):
+                for level in LEVELS:
+                    x = torch.randn(num, 8, generator=gen)
+                    if kind == 'private':
+                        x[:, 0] += 3 * (2 * bit - 1)
+                    feats[f'{m}.{kind}.{level}'] = x
+        ids = [f's{i}_{num}' for i in range(num)]
+        table = {i: dict(a=int(x), b=int(y), sync=int(x == y))
+                 for i, x, y in zip(ids, a, b)}
+        return dict(feats=feats, ids=ids, labels=a), table
+
+    (fit, fit_table), (ev, ev_table) = split(600), split(200)
+    factors = dict(names=['a', 'b', 'sync'], table={**fit_table, **ev_table},
+                   meta=dict(visible=dict(rgb=['a'], audio=['b'])))
+    relations = representation.relation_probes(fit, ev, ('rgb', 'audio'),
+                                                factors)
+    assert list(relations) == ['sync']
+    assert relations['sync']['all.private'] > 0.9
+    assert relations['sync']['all.shared'] < 0.65
+    linear = representation.run_probes(fit, ev, ('rgb', 'audio'), factors,
+                                       None)
+    assert linear['accuracy']['rgb.private.all']['a'] > 0.9
+    assert linear['accuracy']['rgb.private.all']['sync'] < 0.65
+    two_stage = representation.two_stage_probes(
+        fit, ev, ('rgb', 'audio'), factors, ['sync=a==b'])
+    assert two_stage['sync']['accuracy'] > 0.9
+    assert two_stage['sync']['inputs']['a']['features'] == \
+        'rgb.private.all + rgb.shared.all'
+    table = results_tables.relation_table(relations,
+                                          linear['majority_baseline'],
+                                          two_stage)
+    assert table.splitlines()[0].startswith('| relation | chance | MLP: ')
+    assert f"| {100 * two_stage['sync']['accuracy']:.1f} (a " in table
+    with pytest.raises(ValueError, match='NAME=A==B'):
+        representation.two_stage_probes(fit, ev, ('rgb', 'audio'), factors,
+                                        ['sync=a'])
+    with pytest.raises(KeyError, match="no factor 'c'"):
+        representation.two_stage_probes(fit, ev, ('rgb', 'audio'), factors,
+                                        ['sync=a==c'])
 
 
 @pytest.mark.skipif(not HAS_TENSORBOARD,

@@ -54,15 +54,16 @@ import os
 import os.path as osp
 import sys
 from collections import defaultdict
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.config import DictAction
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import analysis_utils as au  # noqa: E402
-from results_tables import leakage_table  # noqa: E402
+from results_tables import leakage_table, relation_table  # noqa: E402
 
 from clcr_mm.models.utils import LEVELS  # noqa: E402
 
@@ -90,6 +91,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--eval-split', default='test',
                         help='split on which probes are scored and the '
                         'statistics computed')
+    parser.add_argument(
+        '--relation', nargs='+', default=[], metavar='NAME=A==B',
+        help='a relation factor NAME that equals [A == B] for factors A and '
+        'B (e.g. sync=visual_tempo==audio_tempo): also score the '
+        'two-stage probe that decodes A and B linearly from the features '
+        'of the modalities that carry them and compares the two')
     parser.add_argument('--max-samples', type=int, default=None,
                         help='at most this many samples per split')
     parser.add_argument('--probe', choices=['ridge', 'logistic'],
@@ -321,6 +328,148 @@ def run_probes(fit: dict, ev: dict, modalities: Sequence[str],
                 feature_sets=list(fit_sets))
 
 
+def fit_mlp_probe(x: torch.Tensor, y: torch.Tensor, num_classes: int,
+                  hidden: int = 64, steps: int = 2000,
+                  weight_decay: float = 1e-3) -> nn.Module:
+    """A one-hidden-layer MLP probe on standardised features.
+
+    A linear probe cannot read a relation such as ``a == b`` (an XOR of
+    two bits) even from features that hold both bits; this probe can, so it
+    tells "the features do not hold the relation's ingredients in a usable
+    form" apart from "the model did not combine them". Adam, batch 32,
+    seeded, so the same features give the same probe.
+
+    Returns:
+        nn.Module: Standardisation and the MLP, mapping (N, C) features
+        to (N, num_classes) logits.
+    """
+    generator = torch.Generator().manual_seed(0)
+    x = x.float()
+    mean, std = x.mean(0), x.std(0).clamp(min=1e-6)
+    with torch.random.fork_rng():  # seeded init, global RNG untouched
+        torch.manual_seed(0)
+        mlp = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.ReLU(),
+                            nn.Linear(hidden, num_classes))
+    opt = torch.optim.Adam(mlp.parameters(), lr=1e-3,
+                           weight_decay=weight_decay)
+    z = (x - mean) / std
+    with torch.enable_grad():
+        for _ in range(steps):
+            idx = torch.randint(0, len(z), (32, ), generator=generator)
+            loss = F.cross_entropy(mlp(z[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return nn.Sequential(Standardise(mean, std), mlp.eval())
+
+
+class Standardise(nn.Module):
+    """``(x - mean) / std`` with fixed statistics."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer('mean', mean)
+        self.register_buffer('std', std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) / self.std
+
+
+def relation_probes(fit: dict, ev: dict, modalities: Sequence[str],
+                    factors: Optional[dict]) -> dict:
+    """MLP probes of every cross-modal relation (a factor no single
+    modality carries) from all modalities' pooled features together.
+
+    Returns:
+        dict: relation -> feature set -> accuracy on the evaluation split;
+        the sets are every modality's ``private.all`` together,
+        ``shared.all`` together, both, and ``h``. Empty without relations.
+    """
+    if factors is None:
+        return {}
+    relations = [name for name, streams in planted_in(
+        factors, modalities).items() if not streams]
+    fit_sets = feature_sets(fit['feats'], modalities)
+    ev_sets = feature_sets(ev['feats'], modalities)
+    joint = {f'all.{kind}': [f'{m}.{kind}.all' for m in modalities]
+             for kind in ('private', 'shared')}
+    joint['all.shared+private'] = joint['all.shared'] + joint['all.private']
+    if 'h' in fit_sets:
+        joint['h'] = ['h']
+    fit_t, ev_t = targets(fit, factors), targets(ev, factors)
+    out: Dict[str, Dict[str, float]] = {}
+    for name in relations:
+        out[name] = {}
+        num_classes = int(max(fit_t[name].max(), ev_t[name].max())) + 1
+        for jname, sets in joint.items():
+            probe = fit_mlp_probe(torch.cat([fit_sets[s] for s in sets], 1),
+                                  fit_t[name], num_classes)
+            with torch.no_grad():
+                pred = probe(torch.cat([ev_sets[s] for s in sets],
+                                       1)).argmax(1)
+            out[name][jname] = float((pred == ev_t[name]).float().mean())
+    return out
+
+
+def parse_relation(text: str) -> Tuple[str, str, str]:
+    """``'sync=a==b'`` -> ``('sync', 'a', 'b')``."""
+    name, _, rule = text.partition('=')
+    first, sep, second = rule.partition('==')
+    if not (name and first and second and sep):
+        raise ValueError(f'--relation {text!r}: expected NAME=A==B')
+    return name, first, second
+
+
+def two_stage_probes(fit: dict, ev: dict, modalities: Sequence[str],
+                     factors: Optional[dict], relations: Sequence[str],
+                     weight_decay: Optional[float] = None,
+                     kind: str = 'ridge') -> dict:
+    """Score each relation ``NAME = [A == B]`` by decoding A and B with
+    linear probes on the pooled private and shared features of the
+    modalities that carry them, then comparing the two predictions.
+
+    It is what a fusion that first read each ingredient and then compared
+    them would reach with these features: an upper bound on what the
+    features make available, beside the MLP probe, which has to find the
+    comparison from the relation's labels alone.
+
+    Returns:
+        dict: NAME -> ``accuracy``, ``inputs`` (A and B, each with the
+        feature set used and its own accuracy).
+    """
+    if factors is None or not relations:
+        return {}
+    fit_sets = feature_sets(fit['feats'], modalities)
+    ev_sets = feature_sets(ev['feats'], modalities)
+    fit_t, ev_t = targets(fit, factors), targets(ev, factors)
+    carriers = planted_in(factors, modalities)
+    out = {}
+    for text in relations:
+        name, *inputs = parse_relation(text)
+        unknown = [f for f in (name, *inputs) if f not in fit_t]
+        if unknown:
+            raise KeyError(f'--relation {text!r}: no factor {unknown[0]!r} '
+                           f'in factors.json ({sorted(fit_t)})')
+        decoded, info = [], {}
+        for factor in inputs:
+            sets = [f'{m}.{kind}.all' for m in carriers[factor]
+                    for kind in ('private', 'shared')]
+            if not sets:
+                raise ValueError(f'--relation {text!r}: {factor!r} is not '
+                                 'planted in any single modality')
+            x_fit = torch.cat([fit_sets[f] for f in sets], 1)
+            y = fit_t[factor]
+            probe = fit_probe(x_fit, y, int(y.max()) + 1, weight_decay, kind)
+            pred = predict(probe, torch.cat([ev_sets[f] for f in sets], 1))
+            decoded.append(pred)
+            info[factor] = dict(features=' + '.join(sets), accuracy=float(
+                (pred == ev_t[factor]).double().mean()))
+        same = (decoded[0] == decoded[1]).long()
+        out[name] = dict(accuracy=float((same == ev_t[name]).double().mean()),
+                         inputs=info)
+    return out
+
+
 def planted_in(factors: dict, modalities: Sequence[str]) -> Dict[str,
                                                                   list]:
     """The model modalities that carry each factor.
@@ -458,6 +607,13 @@ def report(summary: dict) -> str:
             'Leakage: each planted factor from pooled shared / private / '
             'fused features (%), against chance\n',
             leakage_table(summary['leakage']), '']
+    if summary.get('relation_probes'):
+        leak_parts += [
+            'Cross-modal relations from all modalities\' pooled features '
+            'together, MLP probes (%; one hidden layer of 64)\n',
+            relation_table(summary['relation_probes'],
+                           probes['majority_baseline'],
+                           summary.get('two_stage_probes')), '']
     parts = leak_parts + [
         f"Linear-probe accuracy (%) on the {summary['eval_split']} split "
         f"({summary['num_eval']} samples; {probes['kind']} probes, "
@@ -636,6 +792,10 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
             info=factors['meta'].get('factors', {}))),
         probes=probes,
         leakage=leakage(probes, factors, modalities),
+        relation_probes=relation_probes(fit, ev, modalities, factors),
+        two_stage_probes=two_stage_probes(fit, ev, modalities, factors,
+                                          args.relation, args.weight_decay,
+                                          args.probe),
         similarity=similarity(ev['feats'], modalities),
         budgets=ev['budgets'],
         per_class=per_class(ev, modalities,

@@ -15,7 +15,11 @@ Records are recognised by their content:
   (each planted factor decoded from pooled shared, private and fused
   features, against its chance level);
 - ``factors.json`` of a synthetic benchmark: its factor table and, where
-  the generator states them, the accuracy ceilings of each model family.
+  the generator states them, the accuracy ceilings of each model family;
+- ``robustness.json`` of ``robustness.py``, one or more (e.g. one per
+  seed, same models and conditions): each model's metric under noise and
+  missing modalities, and its change from clean, mean ± std over the
+  records.
 
 With an ``ablations.json`` that holds a ``clcr`` run, a last table checks
 the targets of the cross-level comparison (issue 12) on the test accuracy
@@ -275,6 +279,32 @@ def leakage_table(rows: Sequence[dict]) -> str:
         table)
 
 
+def relation_table(relations: Dict[str, Dict[str, float]],
+                   chance: Dict[str, float],
+                   two_stage: Optional[Dict[str, dict]] = None) -> str:
+    """``representation.relation_probes`` (MLP probes) as a Markdown table
+    (%), with the ``two_stage_probes`` (ingredients decoded linearly, then
+    compared) where there are any."""
+    two_stage = two_stage or {}
+    fsets = list(dict.fromkeys(f for accs in relations.values()
+                               for f in accs))
+    table = []
+    for name, accs in relations.items():
+        row = [name, f'{100 * chance[name]:.1f}'] + [
+            f'{100 * accs[f]:.1f}' for f in fsets]
+        if two_stage:
+            stage = two_stage.get(name)
+            row.append('' if stage is None else '{:.1f} ({})'.format(
+                100 * stage['accuracy'], ', '.join(
+                    f"{k} {100 * v['accuracy']:.1f}"
+                    for k, v in stage['inputs'].items())))
+        table.append(row)
+    header = ['relation', 'chance'] + [f'MLP: {f}' for f in fsets]
+    if two_stage:
+        header.append('two-stage: inputs decoded linearly, then compared')
+    return au.markdown_table(header, table)
+
+
 def leakage_section(record: dict) -> str:
     """Leakage probes of one representation.json."""
     if not record.get('leakage'):
@@ -284,7 +314,15 @@ def leakage_section(record: dict) -> str:
             f"{record.get('eval_split')} samples, fitted on "
             f"{record.get('num_fit')} {record.get('fit_split')} samples; "
             'chance = majority class of the evaluation split.\n')
-    return '\n'.join([head, leakage_table(record['leakage']), ''])
+    parts = [head, leakage_table(record['leakage']), '']
+    if record.get('relation_probes'):
+        parts += ['The same relations from every modality\'s pooled '
+                  'features together, by a one-hidden-layer MLP probe '
+                  '(it can compute a relation a linear probe cannot):\n',
+                  relation_table(record['relation_probes'],
+                                 record['probes']['majority_baseline'],
+                                 record.get('two_stage_probes')), '']
+    return '\n'.join(parts)
 
 
 def factors_section(record: dict) -> str:
@@ -305,6 +343,53 @@ def factors_section(record: dict) -> str:
     return '\n'.join(parts)
 
 
+# ----------------------------------------------------------------------
+# robustness (robustness.py), over the records of several seeds
+# ----------------------------------------------------------------------
+def robustness_section(records: Sequence[dict]) -> str:
+    """Mean ± std over records (e.g. one per seed) of every model's
+    metric under every condition, and of its change from clean.
+
+    Args:
+        records (Sequence[dict]): ``robustness.json`` records of the same
+            models and conditions.
+
+    Returns:
+        str: Markdown.
+    """
+    metric = records[0]['models'][0]['metric']
+    values: Dict[str, Dict[str, List[float]]] = {}
+    for record in records:
+        for model in record['models']:
+            conditions = values.setdefault(model['label'], {})
+            for name, cond in model['conditions'].items():
+                if cond.get('kind') == 'noise' and cond['sigma'] == 0:
+                    continue  # the clean input again
+                conditions.setdefault(name, []).append(
+                    cond['metrics'][metric])
+    names = list(next(iter(values.values())))
+    counts = {len(v) for conds in values.values() for v in conds.values()}
+    if len(counts) != 1:
+        raise ValueError('robustness records differ in models or conditions')
+    absolute, change = [], []
+    for label, conds in values.items():
+        clean = conds['clean']
+        absolute.append([label] + [pm(*mean_std(conds[n])) for n in names])
+        change.append([label] + [
+            pm(*mean_std([v - c for v, c in zip(conds[n], clean)]))
+            for n in names if n != 'clean'])
+    header = [n.replace('noise:', '').replace('missing:', 'missing ')
+              for n in names]
+    sources = ', '.join(f"`{r.get('_path', '?')}`" for r in records)
+    return '\n'.join([
+        f'### Robustness: {metric} (%), mean ± std over {counts.pop()} '
+        f'records\n', f'From {sources}.\n',
+        au.markdown_table(['model'] + header, absolute), '',
+        'Change from clean (points), mean ± std of the per-record '
+        'differences:\n',
+        au.markdown_table(['model'] + header[1:], change), ''])
+
+
 def render(records: Sequence[dict], summary: bool = False) -> str:
     """All tables of the given records, in the order given, then the
     targets of the first ablations.json with the first representation's
@@ -318,9 +403,11 @@ def render(records: Sequence[dict], summary: bool = False) -> str:
     Returns:
         str: Markdown.
     """
-    parts, rows, leakage = [], None, None
+    parts, rows, leakage, robustness = [], None, None, []
     for record in records:
-        if 'runs' in record:
+        if 'models' in record and 'sigmas' in record:
+            robustness.append(record)
+        elif 'runs' in record:
             parts.append(ablation_section(record, curves=not summary))
             rows = record_rows(record) if rows is None else rows
         elif 'probes' in record:
@@ -332,8 +419,10 @@ def render(records: Sequence[dict], summary: bool = False) -> str:
                 parts.append(factors_section(record))
         else:
             raise ValueError(f"{record.get('_path', 'a record')}: not an "
-                             'ablations.json, representation.json or '
-                             'factors.json record')
+                             'ablations.json, representation.json, '
+                             'robustness.json or factors.json record')
+    if robustness and not summary:
+        parts.append(robustness_section(robustness))
     if rows is not None:
         parts.append(targets_section(rows, leakage))
     return '\n'.join(p for p in parts if p)
