@@ -10,6 +10,7 @@ import json
 import math
 import os
 import os.path as osp
+from typing import Optional, Tuple
 
 import pytest
 import torch
@@ -118,6 +119,11 @@ def test_model_step_compares_three_fusions(tiny_config, tmp_path):
         assert saved['ratios']['clcr_over_late']['aten_op_ratio'][
             size] == pytest.approx(counted['clcr']['total'][size] /
                                    counted['late']['total'][size])
+        for v in counted:
+            assert 0 < counted[v]['kernels'][size] < counted[v]['total'][size]
+        assert saved['ratios']['clcr_over_late']['kernel_op_ratio'][
+            size] == pytest.approx(counted['clcr']['kernels'][size] /
+                                   counted['late']['kernels'][size])
     assert 'aten.mm' in counted['clcr']['top']
     # The baselines really are the derived fusions, not CLCR again.
     assert saved['results']['clcr']['params'] > \
@@ -253,22 +259,30 @@ def test_aten_op_counter_sees_the_backward():
     # the weight gradient is a matrix product run by the autograd engine
     assert counter.counts['aten.mm'] >= 1
     assert sum(counter.counts.values()) > sum(forward_only.counts.values())
+    # the transposed weight and the gradients' detach are views: counted
+    # as ops, not as kernels
+    assert counter.counts['aten.t'] >= 1 and 'aten.t' not in counter.kernels
+    assert counter.kernels['aten.mm'] == counter.counts['aten.mm']
+    assert sum(counter.kernels.values()) < sum(counter.counts.values())
 
 
-def _ops_record(preset: str, clcr: dict, late: dict) -> dict:
+def _ops_record(preset: str, clcr: dict, late: dict,
+                kernels: Optional[Tuple[dict, dict]] = None) -> dict:
+    ops = [dict(total=clcr), dict(total=late)]
+    for counts, kernel in zip(ops, kernels or ()):
+        counts['kernels'] = kernel
     return dict(
         preset=preset,
         config=f'configs/clcr_{preset}.py',
-        results=dict(
-            clcr=dict(aten_ops=dict(total=clcr)),
-            late=dict(aten_ops=dict(total=late))))
+        results=dict(clcr=dict(aten_ops=ops[0]), late=dict(aten_ops=ops[1])))
 
 
 def test_op_count_report_fills_the_doc_section(tmp_path):
     report = _load('op_count_report')
     rec = tmp_path / 'ops.json'
-    rec.write_text(json.dumps(_ops_record('mosi', {'2': 3000, '16': 3100},
-                                          {'2': 800, '16': 900})))
+    rec.write_text(json.dumps(_ops_record(
+        'mosi', {'2': 3000, '16': 3100}, {'2': 800, '16': 900},
+        kernels=({'2': 1500, '16': 1500}, {'2': 500, '16': 600}))))
     doc = tmp_path / 'perf.md'
     doc.write_text(f'# Perf\nbefore\n{report.BEGIN}\nold table\n'
                    f'{report.END}\nafter\n')
@@ -279,8 +293,12 @@ def test_op_count_report_fills_the_doc_section(tmp_path):
     assert text.startswith('# Perf\nbefore\n') and text.endswith(
         f'{report.END}\nafter\n')
     assert '| mosi | `configs/clcr_mosi.py` | 2 | 3,000 | 800 | 3.75× | ' \
-        '[ops.json](ops.json) |' in text
-    assert '| 16 | 3,100 | 900 | 3.44× |' in text
+        '1,500 | 500 | 3.00× | [ops.json](ops.json) |' in text
+    assert '| 16 | 3,100 | 900 | 3.44× | 1,500 | 600 | 2.50× |' in text
+    # an older record without the non-view count leaves those cells blank
+    rec.write_text(json.dumps(_ops_record('mosi', {'2': 3000}, {'2': 800})))
+    assert '| 3,000 | 800 | 3.75× |  |  |  | [ops.json]' in report.main(
+        [str(rec), '--relative-to', str(tmp_path)])
     # without the markers the document is not touched, and the error says
     # which document
     bare = tmp_path / 'bare.md'

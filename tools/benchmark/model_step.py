@@ -638,48 +638,66 @@ class AtenOpCounter(TorchDispatchMode):
 
     It sits below autograd, so the backward's ops are counted too (the
     autograd engine carries the mode into its threads), each call once:
-    what a GPU would see as launches plus dispatcher work on the host.
+    what a GPU would see as dispatcher work on the host. ``kernels``
+    counts only the ops whose output does not alias an input (by the op's
+    schema): views, transposes, expands and the ``detach`` that autograd
+    runs for every parameter's gradient change metadata and launch no
+    kernel on a GPU.
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.counts: Counter = Counter()
+        self.kernels: Counter = Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.counts[str(func.overloadpacket)] += 1
+        name = str(func.overloadpacket)
+        self.counts[name] += 1
+        if not func.is_view:
+            self.kernels[name] += 1
         return func(*args, **(kwargs or {}))
 
 
-def count_aten_ops(model: torch.nn.Module, batch: dict) -> Counter:
+def count_aten_ops(model: torch.nn.Module, batch: dict) -> AtenOpCounter:
     """The aten ops of one training step's forward and backward (``loss``
     mode, ``parse_losses``, backward). Not counted: the data preprocessor,
     whose per-sample stacking and normalisation grow with the batch, and
-    the optimizer, whose count depends on its foreach/fused setting."""
+    the optimizer, whose count depends on its foreach/fused setting.
+
+    Returns:
+        AtenOpCounter: ``counts`` (every op) and ``kernels`` (non-view
+        ops), by op name.
+    """
     model.train()
     data = model.data_preprocessor(batch, True)
     with AtenOpCounter() as counter:
         loss, _ = model.parse_losses(model(**data, mode='loss'))
         loss.backward()
     model.zero_grad(set_to_none=True)
-    return counter.counts
+    return counter
 
 
 def op_counts(benches: Dict[str, 'Bench'], setup: Dict[str, Any],
               batches: Sequence[int], seed: int,
               device: torch.device) -> Dict[str, Dict[str, Any]]:
-    """Per variant: total aten ops per step at each batch size, and the
-    most frequent ops at the first one."""
-    out: Dict[str, Dict[str, Any]] = {v: dict(total={}) for v in benches}
+    """Per variant: total aten ops per step at each batch size (``total``;
+    ``kernels``: the non-view ones), and the most frequent ops at the
+    first one."""
+    out: Dict[str, Dict[str, Any]] = {
+        v: dict(total={}, kernels={})
+        for v in benches
+    }
     for i, size in enumerate(batches):
         batch = move_batch(
             make_batch(setup['shapes'], size, setup['num_classes'],
                        setup['regression'], seed), device)
         for v, b in benches.items():
             with bu.autocast(device, b.amp):
-                counts = count_aten_ops(b.model, batch)
-            out[v]['total'][str(size)] = sum(counts.values())
+                counter = count_aten_ops(b.model, batch)
+            out[v]['total'][str(size)] = sum(counter.counts.values())
+            out[v]['kernels'][str(size)] = sum(counter.kernels.values())
             if i == 0:
-                out[v]['top'] = dict(counts.most_common(12))
+                out[v]['top'] = dict(counter.counts.most_common(12))
     return out
 
 
@@ -825,10 +843,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> Dict[str, Any]:
             ratios[key]['infer_cpu_paired_ratio'] = bu.paired_ratio(
                 infer_cpu[num], infer_cpu[base])
         if 'aten_ops' in results[num]:
-            ratios[key]['aten_op_ratio'] = {
-                size: total / results[base]['aten_ops']['total'][size]
-                for size, total in results[num]['aten_ops']['total'].items()
-            }
+            for count, name in (('total', 'aten_op_ratio'),
+                                ('kernels', 'kernel_op_ratio')):
+                ratios[key][name] = {
+                    size: total / results[base]['aten_ops'][count][size]
+                    for size, total in results[num]['aten_ops'][count].items()
+                }
         if 'train_gflops' in results[num]:
             ratios[key]['train_flop_ratio'] = (
                 results[num]['train_gflops'] / results[base]['train_gflops'])

@@ -1,8 +1,9 @@
 """Write the aten-op-count table of docs/performance.md from the records.
 
 ``model_step.py`` counts the aten ops of one training step (forward +
-backward) per fusion variant and batch size and stores them in its JSON
-record (``results.<variant>.aten_ops``). This script renders those counts,
+backward) per fusion variant and batch size, all of them and the non-view
+ones (those that launch a kernel on a GPU), and stores them in its JSON
+record (``results.<variant>.aten_ops``: ``total`` and ``kernels``). This script renders those counts,
 for every record given, as one markdown table and puts it between the
 markers ``<!-- aten-op-counts:begin -->`` and ``<!-- aten-op-counts:end -->``
 of the document, so the figures in the docs are the records' own.
@@ -37,7 +38,9 @@ def render(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str:
     """
     lines = [
         '| preset | config | batch | CLCR ops | late-fusion ops | '
-        'CLCR / late | record |', '|---|---|---|---|---|---|---|'
+        'CLCR / late | CLCR non-view ops | late-fusion non-view ops | '
+        'CLCR / late (non-view) | record |',
+        '|---|---|---|---|---|---|---|---|---|---|'
     ]
     for record, name in zip(records, names):
         results = record.get('results', {})
@@ -47,14 +50,19 @@ def render(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str:
                 f'{name}: no aten_ops for both clcr and late; run '
                 'model_step.py with --variants clcr late and '
                 '--count-ops-batches')
-        clcr = results['clcr']['aten_ops']['total']
-        late = results['late']['aten_ops']['total']
-        for size in clcr:
+        clcr, late = (results[v]['aten_ops'] for v in ('clcr', 'late'))
+        for size in clcr['total']:
+            cells = []
+            for count in ('total', 'kernels'):
+                # records from before the non-view count leave it blank
+                if size in clcr.get(count, {}):
+                    a, b = clcr[count][size], late[count][size]
+                    cells += [f'{a:,}', f'{b:,}', f'{a / b:.2f}×']
+                else:
+                    cells += ['', '', '']
             lines.append(
                 f"| {record['preset']} | `{record['config']}` | {size} | "
-                f'{clcr[size]:,} | {late[size]:,} | '
-                f'{clcr[size] / late[size]:.2f}× | '
-                f'[{osp.basename(name)}]({name}) |')
+                + ' | '.join(cells) + f' | [{osp.basename(name)}]({name}) |')
     return '\n'.join(lines) + '\n'
 
 
