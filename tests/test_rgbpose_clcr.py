@@ -253,7 +253,7 @@ def tiny_clips(tmp_path_factory):
     return [dataset[i] for i in range(len(dataset))]
 
 
-def train_hierarchy_variant(clips: list, tap_norm_cfg, steps: int = 12):
+def train_hierarchy_variant(clips: list, tap_norm_cfg, steps: int = 9):
     """The hierarchy config's recognizer (tap norm set as given) trained
     by ``train_step`` (the Runner's step) with the config's optimizer on
     random batches of 8 of ``clips``.
@@ -291,12 +291,12 @@ def train_hierarchy_variant(clips: list, tap_norm_cfg, steps: int = 12):
 
 def test_hierarchy_variant_learns_with_tap_norm(tiny_clips):
     """With its taps batch-normalised (the config) the recognizer fits its
-    training batches and h varies across clips; after 12 steps the eval
+    training batches and h varies across clips; after 9 steps the eval
     accuracy on the 16 clips is above chance, not yet 100 % (measured:
-    44 %, h's spread 0.33, loss_cls 0.63)."""
+    56 %, h's spread 0.24, loss_cls 0.25)."""
     acc, h_spread, loss = train_hierarchy_variant(tiny_clips,
                                                   dict(type='BN3d'))
-    assert h_spread > 0.2, h_spread
+    assert h_spread > 0.15, h_spread
     assert loss < 1.0, loss
     assert acc >= 0.375, acc
 
@@ -304,7 +304,7 @@ def test_hierarchy_variant_learns_with_tap_norm(tiny_clips):
 def test_hierarchy_variant_collapses_without_tap_norm(tiny_clips):
     """The cause, kept visible: unnormalised taps leave h (nearly) the
     same for every clip, the head at chance and loss_cls above ln 4
-    (measured: 25 %, spread 0.012, loss_cls 3.4)."""
+    (measured: 25 %, spread 0.013, loss_cls 2.4)."""
     acc, h_spread, loss = train_hierarchy_variant(tiny_clips, None)
     assert h_spread < 0.05, h_spread
     assert loss > 1.39, loss
