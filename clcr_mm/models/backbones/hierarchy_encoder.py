@@ -13,8 +13,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 from mmengine.runner import CheckpointLoader
+from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
 
 from clcr_mm.registry import MODELS
 from ..utils import LEVELS, check_modalities
@@ -32,29 +34,96 @@ LAYOUTS = ('video', 'image', 'sequence')
 Levels = Dict[str, Dict[str, torch.Tensor]]
 
 
+def build_tap_norm(norm_cfg: Optional[dict], channels: int) -> nn.Module:
+    """The mmcv norm layer of ``norm_cfg`` for a (B, C, T, H, W) tap.
+
+    Args:
+        norm_cfg (dict, optional): mmcv norm config, e.g.
+            ``dict(type='BN3d')``. None gives an identity (no parameters,
+            no buffers: the owner's state dict keys stay as without a norm).
+        channels (int): C of the tap.
+
+    Returns:
+        nn.Module: The norm layer, or ``nn.Identity``.
+    """
+    if norm_cfg is None:
+        return nn.Identity()
+    return build_norm_layer(norm_cfg, channels)[1]
+
+
+def masked_tap_norm(norm: nn.Module, tap: torch.Tensor,
+                    step_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Apply ``norm`` to the valid time steps of ``tap`` only.
+
+    A batch norm of the padded tap would count the padded steps in its
+    batch statistics (and in its running statistics), so a sample's tokens
+    would depend on how far the batch was padded. The valid steps of all
+    samples are gathered into one (1, C, N_valid, H, W) clip, normalised
+    together, and put back; padded steps come out as 0 (the aligner's
+    pooling gives them weight 0 anyway). In eval mode the norm is a
+    per-element affine map of the running statistics, so the gathering
+    changes nothing there. Only batch norms (BN3d, SyncBN) take a masked
+    tap: a per-sample norm (GN, IN, LN) would mix the gathered samples.
+
+    Args:
+        norm (nn.Module): Norm layer over (N, C, T, H, W) inputs (from
+            :func:`build_tap_norm`).
+        tap (Tensor): (B, C, T, H, W).
+        step_mask (Tensor, optional): (B, T) bool, True for valid steps.
+            None: every step is valid.
+
+    Returns:
+        Tensor: The normalised tap, (B, C, T, H, W).
+    """
+    if step_mask is None or isinstance(norm, nn.Identity):
+        # no padding to keep out, or no statistics: the tap as a whole
+        return norm(tap)
+    if not isinstance(norm, _BatchNorm):
+        raise TypeError(
+            f'a tap with padded steps can only be batch-normalised, but its '
+            f'norm is {type(norm).__name__}; use dict(type=\'BN3d\') or '
+            'SyncBN as the tap norm of this modality')
+    by_channel = tap.transpose(0, 1)  # (C, B, T, H, W)
+    valid = norm(by_channel[:, step_mask].unsqueeze(0))[0]
+    out = by_channel.new_zeros(by_channel.shape)
+    out[:, step_mask] = valid
+    return out.transpose(0, 1)
+
+
 class LevelAligner(nn.Module):
     """Turn one backbone tap into aligned tokens of width ``embed_dims``.
 
-    The tap is average-pooled to a fixed token grid (finer for shallow
-    levels, coarser for deep ones), projected to the common width and
-    layer-normalised; the caller adds level and modality embeddings. A
-    learned position embedding over the grid carries the temporal (and
-    spatial) order of the tokens.
+    The tap is optionally normalised (``norm_cfg``), average-pooled to a
+    fixed token grid (finer for shallow levels, coarser for deep ones),
+    projected to the common width and layer-normalised; the caller adds
+    level and modality embeddings. A learned position embedding over the
+    grid carries the temporal (and spatial) order of the tokens.
 
     Args:
         in_channels (int): Channels of the tap.
         embed_dims (int): Common width d.
         grid (Sequence[int]): Token grid (t, h, w); N = t*h*w tokens.
+        norm_cfg (dict, optional): mmcv norm layer (e.g.
+            ``dict(type='BN3d')``) applied to the tap before pooling, over
+            its valid steps only (:func:`masked_tap_norm`). Backbone taps
+            leave a ReLU with a per-channel mean that every sample shares;
+            a batch norm removes it, so the projection's updates do not
+            move every sample's tokens together. None (the default) feeds
+            the tap as it is. Defaults to None.
     """
 
-    def __init__(self, in_channels: int, embed_dims: int,
-                 grid: Sequence[int]) -> None:
+    def __init__(self,
+                 in_channels: int,
+                 embed_dims: int,
+                 grid: Sequence[int],
+                 norm_cfg: Optional[dict] = None) -> None:
         super().__init__()
         if len(grid) != 3:
             raise ValueError(f'token grid must be (t, h, w), got {grid}')
         self.in_channels = in_channels
         self.grid = tuple(int(g) for g in grid)
         num_tokens = self.grid[0] * self.grid[1] * self.grid[2]
+        self.tap_norm = build_tap_norm(norm_cfg, in_channels)
         self.proj = nn.Linear(in_channels, embed_dims)
         self.norm = nn.LayerNorm(embed_dims)
         self.pos_embed = nn.Parameter(torch.zeros(1, num_tokens, embed_dims))
@@ -67,18 +136,20 @@ class LevelAligner(nn.Module):
     def forward(self,
                 tap: torch.Tensor,
                 step_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Pool, project and embed.
+        """Normalise, pool, project and embed.
 
         Args:
             tap (Tensor): Tap in canonical layout (B, C, T, H, W).
             step_mask (Tensor, optional): (B, T) bool, True for valid time
-                steps. Each token then averages only the valid steps of its
-                pooling window (a token whose window holds none pools to 0
-                and is flagged invalid by :meth:`token_mask`).
+                steps. Only they enter the tap norm's statistics, and each
+                token averages only the valid steps of its pooling window (a
+                token whose window holds none pools to 0 and is flagged
+                invalid by :meth:`token_mask`).
 
         Returns:
             Tensor: Tokens of shape (B, N, d).
         """
+        tap = masked_tap_norm(self.tap_norm, tap, step_mask)
         if step_mask is None:
             pooled = F.adaptive_avg_pool3d(tap, self.grid)
         else:
@@ -392,6 +463,14 @@ class CLCRHierarchyEncoder(BaseModule):
             ``('deep',)``: aligners they never use would leave trainable
             parameters without a gradient, which DDP's default
             ``find_unused_parameters=False`` rejects. Defaults to all three.
+        tap_norm_cfg (dict, optional): mmcv norm layer of every level
+            aligner (see :class:`LevelAligner`), applied to each tap before
+            its projection, e.g. ``dict(type='BN3d')``; padded steps of
+            sequence taps stay out of its statistics. Backbone taps leave
+            a ReLU with a per-channel mean that every sample shares; with
+            SGD on unnormalised taps h can end up the same for every sample
+            (``projects/rgbpose_clcr``). None (the default) keeps the taps
+            as they are, and the state dict as without the option.
         init_cfg (dict, optional): mmengine init config. Defaults to None.
 
     Example:
@@ -408,6 +487,7 @@ class CLCRHierarchyEncoder(BaseModule):
                  modalities: Dict[str, dict],
                  embed_dims: int = 256,
                  levels: Sequence[str] = LEVELS,
+                 tap_norm_cfg: Optional[dict] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         if not modalities:
@@ -435,8 +515,8 @@ class CLCRHierarchyEncoder(BaseModule):
             # None holds the place of an unbuilt level, so that parameter
             # names (aligners.<m>.<level index>) do not depend on ``levels``
             self.aligners[name] = nn.ModuleList([
-                LevelAligner(c, embed_dims, g) if level in self.levels else
-                None
+                LevelAligner(c, embed_dims, g, tap_norm_cfg)
+                if level in self.levels else None
                 for level, c, g in zip(LEVELS, encoder.tap_channels, grids)
             ])
         self.level_embed = nn.Parameter(torch.zeros(len(LEVELS), embed_dims))

@@ -16,11 +16,10 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn as nn
 from mmaction.utils import OptSampleList
-from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
-from ..backbones.hierarchy_encoder import LevelAligner
+from ..backbones.hierarchy_encoder import LevelAligner, build_tap_norm
 from ..utils import LEVELS, check_modalities, modality_presence
 
 Levels = Dict[str, Dict[str, torch.Tensor]]
@@ -290,8 +289,7 @@ class CLCRFusionNeck(BaseModule):
             # one norm per map: a single map serves all levels
             maps = (channels, ) if isinstance(channels, int) else per_level
             self.map_norms[m] = nn.ModuleList(
-                build_norm_layer(norm_cfg, c)[1] if norm_cfg else nn.Identity()
-                for c in maps)
+                build_tap_norm(norm_cfg, c) for c in maps)
         self.level_embed = nn.Parameter(
             torch.zeros(len(LEVELS), self.embed_dims))
         self.modality_embed = nn.Parameter(

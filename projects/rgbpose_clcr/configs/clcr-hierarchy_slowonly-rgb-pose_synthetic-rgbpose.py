@@ -49,7 +49,13 @@ model = dict(
         _delete_=True,
         type='clcr_mm.CLCRHierarchyEncoder',
         embed_dims={{_base_.clcr_embed_dims}},
-        modalities=dict(imgs=rgb_pathway, heatmap_imgs=pose_pathway)),
+        modalities=dict(imgs=rgb_pathway, heatmap_imgs=pose_pathway),
+        # the taps leave a ReLU with a per-channel mean that every sample
+        # shares; projected as they were, the SGD steps moved all samples'
+        # tokens together until h was constant (chance after one epoch), as
+        # on RGBPoseConv3D's maps (clcr_fusion's norm_cfg): a batch norm per
+        # tap removes the shared part
+        tap_norm_cfg=dict(type='BN3d')),
     cls_head=dict(
         _delete_=True,
         type='clcr_mm.CLCRFusionHead',

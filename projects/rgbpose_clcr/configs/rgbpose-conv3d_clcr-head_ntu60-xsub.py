@@ -15,6 +15,11 @@ model = dict(
         dropout=0.5,
         average_clips='prob',
         fusion={{_base_.clcr_fusion}}))
+# mmaction2's SGD, with no weight decay on the token budgets' ratio logits
+# (decay would pull every rho towards the middle of its range, a budget
+# prior nobody set; configs/_base_/schedules/adamw_short.py)
+optim_wrapper = dict(
+    paramwise_cfg=dict(custom_keys={'.logit': dict(decay_mult=0.0)}))
 
 # mmaction2's config initialises from a downloaded checkpoint; nothing
 # downloads here: pass a local copy with --cfg-options load_from=<file>
