@@ -344,10 +344,11 @@ def test_results_tables_from_fake_records(tmp_path):
     assert rows[1]['tests'] == [None] and math.isnan(rows[1]['test_mean'])
     leak = [dict(factor='colour', planted='rgb', chance=0.5,
                  accuracy={'audio.shared.all': 0.55, 'h': 0.9},
-                 check='audio.shared <= chance + 10', ok=True),
+                 check='audio.shared <= chance + 10', measured=0.55,
+                 ok=True),
             dict(factor='sync', planted='relation', chance=0.5,
                  accuracy={'audio.shared.all': 0.5, 'h': 0.6},
-                 check='h >= 90', ok=False)]
+                 check='h >= 90', measured=0.6, ok=False)]
     representation_record = dict(
         config='configs/clcr_synthetic_crosslevel.py', num_eval=160,
         eval_split='test', num_fit=640, fit_split='train', probes={},
@@ -462,6 +463,11 @@ def test_leakage_checks_planted_factors():
     assert rows['colour']['ok'] is False and rows['timbre']['ok'] is True
     assert rows['sync']['planted'] == 'relation' and rows['sync']['ok']
     assert rows['direction']['ok'] is None
+    # what each check compared: the other modality's shared features, h
+    assert rows['colour']['measured'] == 0.75
+    assert rows['timbre']['measured'] == 0.58
+    assert rows['sync']['measured'] == 0.95
+    assert rows['direction']['measured'] is None
     # without a `visible` table: the factor's modality field
     legacy = dict(names=['colour', 'rhythm'], meta=dict(factors=dict(
         colour=dict(modality='visual'), rhythm=dict(modality='shared'))))

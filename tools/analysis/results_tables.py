@@ -222,10 +222,8 @@ def target_checks(rows: Sequence[dict],
             met[abs(gap('noshortcut')) <= SHORTCUT_TOLERANCE]])
     for row in leakage or ():
         if row['ok'] is not None:
-            fset = 'h' if row['planted'] == 'relation' else (
-                row['check'].split(' ')[0] + '.all')
             checks.append([f"{row['factor']}: {row['check']}",
-                           f"{100 * row['accuracy'][fset]:.1f} (chance "
+                           f"{100 * row['measured']:.1f} (chance "
                            f"{100 * row['chance']:.1f})", met[row['ok']]])
     return checks
 
