@@ -11,6 +11,7 @@ from clcr_mm.models import (CrossLevelInterferenceLoss, InterCAD, IntraCED,
                             SharedPrivateSeparationLoss, TokenBudget,
                             TokenBudgetLoss)
 from clcr_mm.models.losses.regularisers import _cross_energy
+from clcr_mm.models.necks import IntraCEDLevels
 from clcr_mm.models.utils import LEVELS
 
 
@@ -35,8 +36,11 @@ def test_private_subspace_never_reaches_other_modality():
     with torch.no_grad():
         intra.shared_proj['a'][0].weight.zero_()
     out = intra(tokens)
+    # S and P of a modality come out of one grouped product: keep the
+    # graph for the private gradient below
     grad_without_shared, = torch.autograd.grad(
-        out['shared']['b'].sum(), tokens['a'], allow_unused=True)
+        out['shared']['b'].sum(), tokens['a'], allow_unused=True,
+        retain_graph=True)
     assert grad_without_shared is None or torch.all(grad_without_shared == 0)
     private_grad, = torch.autograd.grad(out['private']['a'].sum(),
                                         tokens['a'])
@@ -51,7 +55,7 @@ def test_private_projection_has_zero_gradient_from_other_modality():
             grads = torch.autograd.grad(
                 out['shared'][n].sum(),
                 list(intra.private_proj[m].parameters()),
-                allow_unused=True)
+                allow_unused=True, retain_graph=True)
             assert all(g is None or torch.all(g == 0) for g in grads)
 
 
@@ -147,25 +151,29 @@ def test_budget_closes_when_one_token_suffices_and_tokens_cost():
 
 
 def test_private_noise_never_reaches_other_modalities_shared_tokens():
-    """The property itself, not a proxy: noise injected into P_m (through a
-    forward hook on m's private projection) changes nothing of S_hat_n for
-    n != m, while the same noise injected into S_m does."""
+    """The property itself, not a proxy: noise in m's private projection
+    (so P_m changes arbitrarily) changes nothing of S_hat_n for n != m,
+    while the same noise in m's shared projection does."""
     torch.manual_seed(0)
     intra = IntraCED(['a', 'b', 'c'], embed_dims=16, num_heads=2,
                      dropout=0.0).eval()
     tokens = _tokens(sizes=dict(a=5, b=7, c=4))
-    clean = intra(tokens)['shared']
-
-    def add_noise(module, args, output):
-        return output + 3 * torch.randn_like(output)
+    clean = intra(tokens)
 
     for proj, changes_others in ((intra.private_proj['a'], False),
                                  (intra.shared_proj['a'], True)):
-        handle = proj.register_forward_hook(add_noise)
-        noisy = intra(tokens)['shared']
-        handle.remove()
+        saved = {k: v.clone() for k, v in proj.state_dict().items()}
+        with torch.no_grad():
+            for param in proj.parameters():
+                param.add_(3 * torch.randn_like(param))
+        noisy = intra(tokens)
+        proj.load_state_dict(saved)
+        subspace = 'shared' if changes_others else 'private'
+        assert not torch.allclose(noisy[subspace]['a'],
+                                  clean[subspace]['a'], atol=1e-3)
         for n in ('b', 'c'):
-            same = torch.allclose(noisy[n], clean[n], atol=1e-6)
+            same = torch.allclose(noisy['shared'][n], clean['shared'][n],
+                                  atol=1e-6)
             assert same != changes_others, (proj, n)
 
 
@@ -211,6 +219,79 @@ def _reference_attention(q_in: torch.Tensor, others: torch.Tensor,
                 math.sqrt(head_dims)).softmax(-1)
         outs.append(attn @ v[..., sl])
     return torch.cat(outs, -1)
+
+
+@pytest.mark.parametrize('budget', [dict(), None])
+@pytest.mark.parametrize('training', [True, False])
+def test_levels_run_together_as_each_level_alone(budget, training):
+    """IntraCEDLevels runs the three levels' IntraCEDs as one batched
+    computation over zero-padded token sets of different lengths; every
+    level's outputs and every parameter's gradient equal what that level's
+    module computes alone, with padding tokens and an absent modality."""
+    torch.manual_seed(0)
+    sizes = dict(shallow=dict(a=6, b=6, c=3), mid=dict(a=6, b=2, c=1),
+                 deep=dict(a=2, b=4, c=5))
+    levels = IntraCEDLevels({
+        level: IntraCED(['a', 'b', 'c'], embed_dims=16, num_heads=2,
+                        dropout=0.0, token_budget=budget)
+        for level in sizes
+    }, batch_levels=True).train(training)
+    tokens = {level: _tokens(sizes=s) for level, s in sizes.items()}
+    mask = torch.tensor([[1, 1, 1], [1, 0, 1], [0, 1, 1]], dtype=torch.bool)
+    lengths = torch.tensor([[6], [2], [4]])
+    token_masks = {
+        'shallow': dict(a=torch.arange(6)[None] < lengths),
+        'deep': dict(c=torch.arange(5)[None] < lengths.clamp(max=5))
+    }
+    together, stacked = levels(tokens, mask, token_masks)
+    grads_together = torch.autograd.grad(
+        sum(out['shared'][m].sum() + out['private'][m].pow(2).sum()
+            for out in together.values() for m in 'abc'),
+        list(levels.parameters()), allow_unused=True)
+    alone = {
+        level: levels[level](tokens[level], mask, token_masks.get(level))
+        for level in sizes
+    }
+    grads_alone = torch.autograd.grad(
+        sum(out['shared'][m].sum() + out['private'][m].pow(2).sum()
+            for out in alone.values() for m in 'abc'),
+        list(levels.parameters()), allow_unused=True)
+    for level, out in together.items():
+        for key in ('shared', 'private', 'shared_in', 'budget_ratio',
+                    'budget_used', 'num_selected'):
+            assert out[key].keys() == alone[level][key].keys()
+            for m, value in out[key].items():
+                assert value.shape == alone[level][key][m].shape
+                torch.testing.assert_close(value, alone[level][key][m])
+        for m in 'abc':
+            assert out['shared'][m].shape[1] == sizes[level][m]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads_together)
+    for a, b in zip(grads_together, grads_alone):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+
+
+def test_levels_of_other_exchange_modules_run_one_by_one():
+    """Modules of different layouts (here: heads) cannot be batched; they
+    run level by level and give the same result."""
+    torch.manual_seed(0)
+    modules = {
+        level: IntraCED(['a', 'b'], embed_dims=16, num_heads=heads,
+                        dropout=0.0)
+        for level, heads in zip(LEVELS, (2, 4, 2))
+    }
+    levels = IntraCEDLevels(modules, batch_levels=True).eval()
+    tokens = {level: _tokens() for level in LEVELS}
+    out, _ = levels(tokens)
+    for level in LEVELS:
+        torch.testing.assert_close(out[level]['shared']['a'],
+                                   modules[level](tokens[level])['shared']['a'])
+
+
+def test_batch_levels_must_be_a_known_choice():
+    with pytest.raises(ValueError, match='batch_levels'):
+        IntraCEDLevels({}, batch_levels='gpu')
 
 
 def test_padding_tokens_are_never_keys():

@@ -256,6 +256,12 @@ def test_fusion_has_no_graph_breaks(training):
             for level, intra in model.intra_ced.items():
                 explained = dynamo.explain(intra)(levels[level], mask)
                 assert explained.graph_break_count == 0, level
+            # the three levels batched (as on accelerators) and one by
+            # one (as on the CPU)
+            for batch_levels in (True, False):
+                model.intra_ced.batch_levels = batch_levels
+                explained = dynamo.explain(model.intra_ced)(levels, mask)
+                assert explained.graph_break_count == 0, batch_levels
             shared = {l: feats['intra'][l]['shared'] for l in levels}
             private = {l: feats['intra'][l]['private'] for l in levels}
             explained = dynamo.explain(model.inter_cad)(shared, private,
@@ -291,6 +297,39 @@ def test_compiled_fusion_trains_and_matches_eager():
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
     assert compiled.inter_cad.anchors.grad.abs().sum() > 0
     assert compiled.loss_adv.readout.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('masks', [None, [dict(b=False), None, None, None]])
+def test_batched_levels_train_as_level_by_level(masks):
+    """``batch_levels``: the levels' IntraCEDs batched (the accelerator
+    default) or run one by one (the CPU default) give the same losses and
+    the same gradient for every parameter."""
+    torch.manual_seed(0)
+    cfg = tiny_model_cfg()
+    cfg['intra_ced'] = dict(cfg['intra_ced'], dropout=0.0)
+    cfg['inter_cad'] = dict(cfg['inter_cad'], dropout=0.0)
+    inputs, samples = tiny_inputs(), tiny_samples(masks=masks)
+    results = []
+    for batch_levels in (True, False):
+        model = MODELS.build(dict(cfg, batch_levels=batch_levels))
+        if results:
+            model.load_state_dict(results[0][0])
+        torch.manual_seed(1)  # the encoders' dropout
+        losses = model(inputs, samples, mode='loss')
+        loss, _ = model.parse_losses(losses)
+        loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters()
+                 if p.grad is not None}
+        results.append((model.state_dict(), losses, grads))
+    (_, losses_a, grads_a), (_, losses_b, grads_b) = results
+    assert losses_a.keys() == losses_b.keys()
+    assert 'loss_sep' in losses_a and 'budget_k_deep_a' in losses_a
+    for key in losses_a:
+        torch.testing.assert_close(losses_a[key], losses_b[key])
+    assert grads_a.keys() == grads_b.keys()
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name],
+                                   rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize('schedule', ['adamw_short', 'adam_mmsa', 'sgd_100e'])

@@ -1,9 +1,10 @@
 """Small tensor helpers and config checks shared by the CLCR modules."""
 import math
 from numbers import Real
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
 
 LEVELS = ('shallow', 'mid', 'deep')
 
@@ -54,23 +55,95 @@ def masked_mean(tokens: torch.Tensor,
     """Mean over valid tokens, zero for samples whose modality is absent.
 
     Args:
-        tokens (Tensor): Tokens of shape (B, N, C).
-        present (Tensor, optional): Bool of shape (B, ) marking samples in
-            which the modality is present. Defaults to all present.
-        valid (Tensor, optional): Bool of shape (B, N), False for padding
+        tokens (Tensor): Tokens of shape (..., N, C), e.g. (B, N, C).
+        present (Tensor, optional): Bool of shape (..., ) marking samples
+            in which the modality is present. Defaults to all present.
+        valid (Tensor, optional): Bool of shape (..., N), False for padding
             tokens. Defaults to all valid.
 
     Returns:
-        Tensor: Pooled features of shape (B, C).
+        Tensor: Pooled features of shape (..., C).
     """
     if valid is None:
-        pooled = tokens.mean(dim=1)
+        pooled = tokens.mean(dim=-2)
     else:
         weight = valid.to(tokens.dtype).unsqueeze(-1)
-        pooled = (tokens * weight).sum(1) / weight.sum(1).clamp(min=1)
+        pooled = (tokens * weight).sum(-2) / weight.sum(-2).clamp(min=1)
     if present is None:
         return pooled
     return pooled * present.to(pooled.dtype).unsqueeze(-1)
+
+
+def pad_stack(sets: Sequence[torch.Tensor],
+              masks: Optional[Sequence[Optional[torch.Tensor]]] = None
+              ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Stack token sets of different lengths into one zero-padded tensor,
+    so work on every set runs as a few batched ops instead of a loop.
+
+    Args:
+        sets (Sequence[Tensor]): P token sets (B, N_p, d).
+        masks (Sequence[Tensor | None], optional): Bool (B, N_p) per set,
+            False for padding tokens; None entries mean all valid.
+
+    Returns:
+        tuple: Tokens (P, B, N_max, d), zero-padded, and their validity
+        (P, B, N_max), or None when every set has N_max tokens and no mask.
+    """
+    longest = max(t.shape[1] for t in sets)
+    masks = list(masks) if masks is not None else [None] * len(sets)
+    if all(t.shape[1] == longest for t in sets) and all(
+            mask is None for mask in masks):
+        return torch.stack(list(sets)), None
+    stacked = torch.stack(
+        [F.pad(t, (0, 0, 0, longest - t.shape[1])) for t in sets])
+    valid = torch.stack([
+        F.pad(
+            mask if mask is not None else t.new_ones(
+                t.shape[:2], dtype=torch.bool), (0, longest - t.shape[1]))
+        for t, mask in zip(sets, masks)
+    ])
+    return stacked, valid
+
+
+class StackedLevels(NamedTuple):
+    """Every (level, modality) token set of a model in one tensor.
+
+    Attributes:
+        tokens (Tensor): (L*M, B, N_max, d), level-major (the M modalities
+            of the first level, then of the next), zero-padded.
+        valid (Tensor | None): Bool (L*M, B, N_max), False for padding;
+            None when nothing is padded.
+    """
+    tokens: torch.Tensor
+    valid: Optional[torch.Tensor]
+
+
+def stack_levels(tokens: Union['StackedLevels', Dict[str, Dict[str,
+                                                              torch.Tensor]]],
+                 modalities: Sequence[str],
+                 token_masks: Optional[Dict[str, Dict[str,
+                                                      torch.Tensor]]] = None
+                 ) -> StackedLevels:
+    """``[level][modality]`` token sets as one :class:`StackedLevels`, so
+    work on all of them runs as a few batched ops; already stacked tokens
+    (IntraCED's own layout) pass through without a copy.
+
+    Args:
+        tokens (dict | StackedLevels): ``[level][modality]`` (B, N, d).
+        modalities (Sequence[str]): Modality order.
+        token_masks (dict, optional): ``[level][modality]`` bool (B, N).
+
+    Returns:
+        StackedLevels: Level-major tokens and validity.
+    """
+    if isinstance(tokens, StackedLevels):
+        return tokens
+    token_masks = token_masks or {}
+    return StackedLevels(*pad_stack(
+        [level_tokens[m] for level_tokens in tokens.values()
+         for m in modalities],
+        [token_masks.get(level, {}).get(m) for level in tokens
+         for m in modalities]))
 
 
 def check_positive(where: str, **values: Real) -> None:

@@ -133,8 +133,8 @@ def model_parts(model: nn.Module) -> Dict[str, str]:
         parts[f'encoder.{m}'] = f'backbone.encoders.{m}'
         parts[f'aligner.{m}'] = f'backbone.aligners.{m}'
     if getattr(model, 'intra_ced', None) is not None:
-        for level in model.intra_ced:
-            parts[f'intra_ced.{level}'] = f'intra_ced.{level}'
+        # the levels' IntraCEDs run as one batched computation
+        parts['intra_ced'] = 'intra_ced'
     if getattr(model, 'inter_cad', None) is not None:
         parts['inter_cad'] = 'inter_cad'
     if getattr(model, 'fusion', None) is not None:
@@ -158,13 +158,22 @@ def _sdpa_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
     return batch * q[-2] * k[-2] * (q[-1] + v[-1])
 
 
+def _baddbmm_flop_jit(inputs: List[Any], outputs: List[Any]) -> int:
+    """MACs of ``baddbmm(bias, batch1, batch2)``: the batched product, as
+    mmengine counts ``bmm`` (IntraCED runs its levels' projections as
+    one)."""
+    from mmengine.analysis.jit_handles import bmm_flop_jit
+    return bmm_flop_jit(inputs[1:3], outputs)
+
+
 def flops_mmengine(model: nn.Module, inputs: dict
                    ) -> Tuple[int, Dict[str, int], Dict[str, int]]:
     """Total and per-module FLOPs by mmengine's jit-trace analyser."""
     from mmengine.analysis import FlopAnalyzer
     analyzer = FlopAnalyzer(model, (inputs, ))
     analyzer.set_op_handle(
-        'aten::scaled_dot_product_attention', _sdpa_flop_jit)
+        'aten::scaled_dot_product_attention', _sdpa_flop_jit,
+        'aten::baddbmm', _baddbmm_flop_jit)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     total = int(analyzer.total())

@@ -550,7 +550,7 @@ def clcr_breakdown(bench: Bench, batch: dict, args: argparse.Namespace,
         mask = torch.ones(
             first.shape[0], len(model.modalities), dtype=torch.bool,
             device=first.device)
-        intra = {l: model.intra_ced[l](levels[l], mask) for l in LEVELS}
+        intra, _ = model.intra_ced(levels, mask)
 
     def leaves(nested: dict) -> dict:
         return {
@@ -566,17 +566,15 @@ def clcr_breakdown(bench: Bench, batch: dict, args: argparse.Namespace,
         level_feats = model.inter_cad(shared, private, mask)['level_feats']
     level_feats = level_feats.detach().requires_grad_()
 
-    def intra_step(level: str):
+    def intra_step() -> None:
+        # all levels, batched, as the model runs them
+        out, _ = model.intra_ced(tokens, mask)
+        loss = sum(t.float().mean() for level in out.values()
+                   for part in ('shared', 'private')
+                   for t in level[part].values())
+        loss.backward()
 
-        def step() -> None:
-            out = model.intra_ced[level](tokens[level], mask)
-            loss = sum(t.float().mean() for part in ('shared', 'private')
-                       for t in out[part].values())
-            loss.backward()
-
-        return step
-
-    parts = {f'intra_ced.{l}': intra_step(l) for l in LEVELS}
+    parts = {'intra_ced': intra_step}
     parts['inter_cad'] = lambda: model.inter_cad(shared, private, mask)[
         'feat'].float().mean().backward()
     if model.loss_sep is not None:

@@ -61,9 +61,19 @@ def render(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str:
                 else:
                     cells += ['', '', '']
             lines.append(
-                f"| {record['preset']} | `{record['config']}` | {size} | "
-                + ' | '.join(cells) + f' | [{osp.basename(name)}]({name}) |')
+                f"| {record['preset']} | {_config(record)} | {size} | " +
+                ' | '.join(cells) + f' | [{osp.basename(name)}]({name}) |')
     return '\n'.join(lines) + '\n'
+
+
+def _config(record: Dict[str, Any]) -> str:
+    """The config cell: the config, and how its IntraCED levels ran where
+    the record set it (``--cfg-options model.batch_levels=...``)."""
+    cell = f"`{record['config']}`"
+    mode = (record.get('cfg_options') or {}).get('model.batch_levels')
+    if mode is not None:
+        cell += ', IntraCED levels ' + ('batched' if mode else 'one by one')
+    return cell
 
 
 def replace_section(text: str, table: str, doc: str) -> str:

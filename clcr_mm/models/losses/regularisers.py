@@ -7,65 +7,22 @@ component and one-token levels, the cross-level term is batch-centred (the
 anchors, the same for every sample, drop out), and the alignment term
 compares batch-centred pooled shared features across modalities.
 """
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from clcr_mm.registry import MODELS
-from ..utils import check_number
+from ..utils import StackedLevels, check_number, masked_mean, stack_levels
 
-TokenDict = Dict[str, Dict[str, torch.Tensor]]
+# ``[level][modality]`` token sets, or the same already stacked
+TokenDict = Union[Dict[str, Dict[str, torch.Tensor]], StackedLevels]
 MaskDict = Optional[Dict[str, Dict[str, torch.Tensor]]]
 
 
 def _check_weight(where: str, loss_weight: float) -> None:
     check_number(where, 'loss_weight', loss_weight, 0)
-
-
-def stack_levels(tokens: TokenDict, modalities: Sequence[str],
-                 token_masks: MaskDict = None
-                 ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Stack every (level, modality) token set into one tensor, so each
-    regulariser runs as a few batched ops instead of a Python loop.
-
-    Args:
-        tokens (dict): ``[level][modality]`` (B, N, d).
-        modalities (Sequence[str]): Modality order.
-        token_masks (dict, optional): ``[level][modality]`` bool (B, N).
-
-    Returns:
-        tuple: Tokens (P, B, N_max, d) with P = levels x modalities
-        (level-major), zero-padded, and their validity (P, B, N_max), or
-        None when every set has N_max tokens and no mask.
-    """
-    sets = [(level, m, level_tokens[m])
-            for level, level_tokens in tokens.items() for m in modalities]
-    longest = max(t.shape[1] for _, _, t in sets)
-    token_masks = token_masks or {}
-    masks = [token_masks.get(level, {}).get(m) for level, m, _ in sets]
-    if all(t.shape[1] == longest for _, _, t in sets) and all(
-            mask is None for mask in masks):
-        return torch.stack([t for _, _, t in sets]), None
-    stacked = torch.stack(
-        [F.pad(t, (0, 0, 0, longest - t.shape[1])) for _, _, t in sets])
-    valid = torch.stack([
-        F.pad(
-            mask if mask is not None else t.new_ones(
-                t.shape[:2], dtype=torch.bool), (0, longest - t.shape[1]))
-        for (_, _, t), mask in zip(sets, masks)
-    ])
-    return stacked, valid
-
-
-def _pooled(tokens: torch.Tensor,
-            valid: Optional[torch.Tensor]) -> torch.Tensor:
-    """Mean over valid tokens: (..., N, d) -> (..., d)."""
-    if valid is None:
-        return tokens.mean(-2)
-    weight = valid.to(tokens.dtype).unsqueeze(-1)
-    return (tokens * weight).sum(-2) / weight.sum(-2).clamp(min=1)
 
 
 def _cross_energy(shared: torch.Tensor, private: torch.Tensor,
@@ -77,7 +34,8 @@ def _cross_energy(shared: torch.Tensor, private: torch.Tensor,
     level with S = P costs 1. With fewer tokens than channels the Gram
     identity ``||S^T P||_F^2 = sum_ij (S S^T)_ij (P P^T)_ij`` multiplies
     (N, N) matrices instead of forming the (d, d) cross-covariance (same
-    value, 2 N^2 d instead of N d^2 multiply-adds).
+    value, 2 N^2 d instead of N d^2 multiply-adds). S and P are normalised
+    and multiplied as one stacked tensor: half the kernels.
 
     Args:
         shared, private (Tensor): (..., N, d).
@@ -87,18 +45,18 @@ def _cross_energy(shared: torch.Tensor, private: torch.Tensor,
     Returns:
         Tensor: Energy of shape (..., ).
     """
-    shared, private = F.normalize(shared, dim=-1), F.normalize(private, dim=-1)
+    units = F.normalize(torch.stack([shared, private]), dim=-1)
     if valid is None:
         num = shared.new_full(shared.shape[:-2], shared.shape[-2])
     else:
-        weight = valid.to(shared.dtype).unsqueeze(-1)
-        shared, private = shared * weight, private * weight
+        weight = valid.to(units.dtype).unsqueeze(-1)
+        units = units * weight
         num = weight.sum((-2, -1)).clamp(min=1)
     if shared.shape[-2] < shared.shape[-1]:
-        energy = (shared @ shared.transpose(-1, -2)) * (
-            private @ private.transpose(-1, -2))
+        grams = units @ units.transpose(-1, -2)
+        energy = grams[0] * grams[1]
     else:
-        energy = (shared.transpose(-1, -2) @ private).pow(2)
+        energy = (units[0].transpose(-1, -2) @ units[1]).pow(2)
     return energy.sum((-2, -1)) / num**2
 
 
@@ -133,15 +91,16 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor,
         Tensor: (..., ), clamped at 0 from below.
     """
     weight = present.to(x.dtype).unsqueeze(-1)
-    # unit rows: the kernel (cosine) cannot overflow whatever the scale
-    x, y = F.normalize(x, dim=-1) * weight, F.normalize(y, dim=-1) * weight
+    # unit rows: the kernel (cosine) cannot overflow whatever the scale;
+    # x and y stacked, so each step is one kernel for both
+    units = F.normalize(torch.stack([x, y]), dim=-1) * weight
     count = weight.sum((-2, -1))
     num = count.clamp(min=4)
-    gram_x, gram_y = x @ x.transpose(-1, -2), y @ y.transpose(-1, -2)
-    hsic_xy = _unbiased_hsic(gram_x, gram_y, num)
-    norm = (_unbiased_hsic(gram_x, gram_x, num) *
-            _unbiased_hsic(gram_y, gram_y, num)).clamp(min=1e-12).sqrt()
-    cka = (hsic_xy / norm).clamp(min=0)
+    grams = units @ units.transpose(-1, -2)  # (2, ..., B, B)
+    # HSIC(x, y), HSIC(x, x) and HSIC(y, y) in one call
+    hsic = _unbiased_hsic(torch.cat([grams[:1], grams]),
+                          torch.cat([grams[1:], grams]), num)
+    cka = (hsic[0] / (hsic[1] * hsic[2]).clamp(min=1e-12).sqrt()).clamp(min=0)
     return torch.where(count >= 4, cka, torch.zeros_like(cka))
 
 
@@ -204,7 +163,8 @@ class SharedPrivateSeparationLoss(nn.Module):
                 modalities: Sequence[str],
                 token_masks: MaskDict = None) -> torch.Tensor:
         """Args:
-            shared, private (dict): ``[level][modality]`` (B, N, d).
+            shared, private (dict | StackedLevels): ``[level][modality]``
+                (B, N, d), or stacked (then ``token_masks`` is unused).
             present (Tensor): Bool (B, M).
             modalities (Sequence[str]): Order of ``present``'s columns.
             token_masks (dict, optional): ``[level][modality]`` bool (B, N).
@@ -214,7 +174,8 @@ class SharedPrivateSeparationLoss(nn.Module):
         """
         shared_t, valid = stack_levels(shared, modalities, token_masks)
         private_t, _ = stack_levels(private, modalities, token_masks)
-        present_t = _pair_presence(present, len(shared))
+        present_t = _pair_presence(present,
+                                   shared_t.shape[0] // len(modalities))
         # float32 whatever the autocast: Gram sums over the batch overflow
         # float16
         with torch.autocast(shared_t.device.type, enabled=False):
@@ -223,7 +184,8 @@ class SharedPrivateSeparationLoss(nn.Module):
                                   present_t)
             if self.batch_weight:
                 terms = terms + self.batch_weight * linear_cka(
-                    _pooled(shared_t, valid), _pooled(private_t, valid),
+                    masked_mean(shared_t, None, valid),
+                    masked_mean(private_t, None, valid),
                     present_t)
         return self.loss_weight * terms.mean()
 
@@ -286,15 +248,18 @@ class TokenBudgetLoss(nn.Module):
         self.target = target
         self.loss_weight = loss_weight
 
-    def forward(self, used: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, used: Union[Sequence[torch.Tensor], torch.Tensor]
+                ) -> torch.Tensor:
         """Args:
-            used (Sequence[Tensor]): (B, ) fraction of tokens offered, of
-                every (level, modality); differentiable in rho in training.
+            used (Sequence[Tensor] | Tensor): (B, ) fraction of tokens
+                offered, of every (level, modality), or all of them stacked
+                (P, B); differentiable in rho in training.
 
         Returns:
             Tensor: Weighted scalar loss.
         """
-        fraction = torch.stack([u.mean() for u in used])
+        fraction = used.mean(-1) if isinstance(used, torch.Tensor) else \
+            torch.stack([u.mean() for u in used])
         return self.loss_weight * (fraction - self.target).clamp(min=0).mean()
 
 
@@ -322,8 +287,8 @@ class SharedAlignmentLoss(nn.Module):
                 modalities: Sequence[str],
                 token_masks: MaskDict = None) -> torch.Tensor:
         """Args:
-            shared (dict): ``[level][modality]`` (B, N, d): S before the
-                exchange.
+            shared (dict | StackedLevels): ``[level][modality]``
+                (B, N, d): S before the exchange; or stacked.
             present (Tensor): Bool (B, M).
             modalities (Sequence[str]): Order of ``present``'s columns.
             token_masks (dict, optional): ``[level][modality]`` bool (B, N).
@@ -331,12 +296,13 @@ class SharedAlignmentLoss(nn.Module):
         Returns:
             Tensor: Weighted scalar loss.
         """
-        num_levels, num_mod = len(shared), len(modalities)
         tokens, valid = stack_levels(shared, modalities, token_masks)
+        num_mod = len(modalities)
+        num_levels = tokens.shape[0] // num_mod
         # (L, M, B, d), each modality centred over the samples it is in
         weight = _pair_presence(present, num_levels).to(
             tokens.dtype).unsqueeze(-1)
-        pooled = _centred(_pooled(tokens, valid), weight)
+        pooled = _centred(masked_mean(tokens, None, valid), weight)
         unit = F.normalize(pooled, dim=-1).view(num_levels, num_mod,
                                                  *pooled.shape[1:])
         cos = torch.einsum('lmbd,lnbd->lmnb', unit, unit)
@@ -484,8 +450,8 @@ class PrivateLeakageAdversaryLoss(nn.Module):
                 modalities: Sequence[str],
                 token_masks: MaskDict = None) -> torch.Tensor:
         """Args:
-            shared (dict): ``[level][modality]`` (B, N, d): S_hat after
-                the exchange.
+            shared (dict | StackedLevels): ``[level][modality]``
+                (B, N, d): S_hat after the exchange; or stacked.
             shared_in (dict): The same for S before the exchange.
             private (dict): The same for P.
             present (Tensor): Bool (B, M).
@@ -498,12 +464,13 @@ class PrivateLeakageAdversaryLoss(nn.Module):
             to lower it, the model through the reversed gradient to raise
             it).
         """
-        num_levels, num_mod = len(shared), len(modalities)
+        num_mod = len(modalities)
+        num_levels = self.hidden.shape[0]
         weight = _pair_presence(present, num_levels).float().unsqueeze(-1)
 
         def features(tokens: TokenDict) -> torch.Tensor:
             stacked, valid = stack_levels(tokens, modalities, token_masks)
-            pooled = _pooled(stacked.float(), valid)
+            pooled = masked_mean(stacked.float(), None, valid)
             z = _standardised(pooled, weight)
             return z.view(num_levels, num_mod, *z.shape[1:])  # (L, M, B, d)
 

@@ -4,7 +4,7 @@ Brings the three levels to one semantic scale with learned anchors, fuses
 the levels' shared representations with sample-dependent weights, and gates
 each modality-level private summary into one compact task representation.
 """
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -12,8 +12,10 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
-from ..utils import (LEVELS, check_attention, check_positive, masked_mean,
-                     modality_presence)
+from ..utils import (LEVELS, StackedLevels, check_attention, check_positive,
+                     masked_mean, modality_presence, stack_levels)
+
+Levels = Dict[str, Dict[str, torch.Tensor]]
 
 
 @MODELS.register_module()
@@ -99,11 +101,8 @@ class InterCAD(BaseModule):
             nn.Dropout(dropout), nn.Linear(2 * embed_dims, out_channels),
             nn.LayerNorm(out_channels))
 
-    def synchronise_levels(
-            self, shared: Dict[str, Dict[str, torch.Tensor]],
-            present: torch.Tensor,
-            token_masks: Optional[Dict[str, Dict[str, torch.Tensor]]] = None
-    ) -> torch.Tensor:
+    def synchronise_levels(self, shared: StackedLevels,
+                           present: torch.Tensor) -> torch.Tensor:
         """Anchors of each level attend to that level's shared tokens.
 
         Standard multi-head attention of the K anchors (queries
@@ -118,49 +117,36 @@ class InterCAD(BaseModule):
         O(N d^2) work: the key/value projection of every token was most of
         InterCAD's cost.
 
-        All levels run in one attention call: the tokens of the three levels
-        are normalised together, then padded to a common length and masked;
-        the heads' queries share one attention over the same tokens.
+        All levels run in one attention call over the stacked tokens: each
+        level's modalities side by side, padding and absent modalities
+        masked; the heads' queries share one attention over the same
+        tokens.
 
         Args:
-            shared (dict): ``shared[level][modality]`` (B, N, d).
+            shared (StackedLevels): Shared tokens (L*M, B, N, d),
+                level-major, and their validity.
             present (Tensor): Bool (B, M).
-            token_masks (dict, optional): ``[level][modality]`` bool (B, N),
-                False for padding tokens, which anchors ignore.
 
         Returns:
             Tensor: Synchronised levels Z of shape (B, L, K, d).
         """
+        tokens, valid = shared
         batch, dims = present.shape[0], self.embed_dims
         heads = self.num_heads
         head_dims = dims // heads
         num_levels, num_anchors = self.anchors.shape[:2]
-        level_tokens = [[shared[level][m] for m in self.modalities]
-                        for level in LEVELS]
-        sizes = [sum(t.shape[1] for t in tokens) for tokens in level_tokens]
+        num_mod, num = len(self.modalities), tokens.shape[2]
+        # (B*L, M*N, d): each sample's levels, modalities side by side
         tokens = self.key_norm(
-            torch.cat([t for level in level_tokens for t in level], 1))
-        longest = max(sizes)
-        if len(set(sizes)) == 1:
-            tokens = tokens.reshape(batch * num_levels, longest, dims)
-        else:
-            tokens = torch.stack([
-                F.pad(part, (0, 0, 0, longest - part.shape[1]))
-                for part in tokens.split(sizes, dim=1)
-            ], 1).flatten(0, 1)
-        token_masks = token_masks or {}
-
-        def key_mask(level: str, i: int, t: torch.Tensor) -> torch.Tensor:
-            keep = present[:, i:i + 1].expand(-1, t.shape[1])
-            valid = token_masks.get(level, {}).get(self.modalities[i])
-            return keep if valid is None else keep & valid
-
-        mask = torch.stack([
-            F.pad(
-                torch.cat([key_mask(name, i, t) for i, t in enumerate(level)],
-                          1), (0, longest - size))
-            for name, level, size in zip(LEVELS, level_tokens, sizes)
-        ], 1)
+            tokens.view(num_levels, num_mod, batch, num,
+                        dims).permute(2, 0, 1, 3, 4).reshape(
+                            batch * num_levels, num_mod * num, dims))
+        mask = present[:, :, None].expand(-1, -1, num)
+        mask = mask[:, None].expand(-1, num_levels, -1, -1)
+        if valid is not None:
+            mask = mask & valid.view(num_levels, num_mod, batch,
+                                     num).permute(2, 0, 1, 3)
+        mask = mask.reshape(batch * num_levels, num_mod * num)
         # A sample with no modality present keeps its anchors unchanged:
         # let it attend everywhere; its zero-weighted result is discarded.
         mask = mask | ~mask.any(dim=-1, keepdim=True)
@@ -168,8 +154,8 @@ class InterCAD(BaseModule):
         w_key, w_value = self.kv.weight.split(dims)
         b_value = self.kv.bias[dims:]
         # Queries in token space, per head: (H, L*K, d_h) @ (H, d_h, d).
-        q = self.q(self.anchor_norm(self.anchors)).view(num_levels * num_anchors, heads,
-                                      head_dims).transpose(0, 1)
+        q = self.q(self.anchor_norm(self.anchors)).view(
+            num_levels * num_anchors, heads, head_dims).transpose(0, 1)
         q = torch.matmul(q, w_key.view(heads, head_dims, dims))
         # (L, H*K, d): every (head, anchor) pair is one query of one shared
         # attention, scaled as a head_dims-wide head would be.
@@ -180,7 +166,7 @@ class InterCAD(BaseModule):
             q.unsqueeze(1),
             tokens.unsqueeze(1),
             tokens.unsqueeze(1),
-            attn_mask=mask.flatten(0, 1)[:, None, None, :],
+            attn_mask=mask[:, None, None, :],
             scale=head_dims**-0.5).squeeze(1)
         # Value projection of the pooled tokens, per head:
         # (H, B*L*K, d) @ (H, d, d_h).
@@ -199,50 +185,51 @@ class InterCAD(BaseModule):
         return self.sync_norm(self.anchors + self.attn_out(attended))
 
     def forward(self,
-                shared: Dict[str, Dict[str, torch.Tensor]],
-                private: Dict[str, Dict[str, torch.Tensor]],
+                shared: Union[Levels, StackedLevels],
+                private: Union[Levels, StackedLevels],
                 modality_mask: Optional[torch.Tensor] = None,
-                token_masks: Optional[Dict[str, Dict[str,
-                                                     torch.Tensor]]] = None
-                ) -> dict:
+                token_masks: Optional[Levels] = None) -> dict:
         """Aggregate three levels into the task representation h.
 
         Args:
-            shared (dict): ``shared[level][modality]``: exchanged shared
-                tokens S_hat (B, N, d) from each level's IntraCED.
-            private (dict): ``private[level][modality]``: private tokens P
-                (B, N, d).
+            shared (dict | StackedLevels): ``shared[level][modality]``:
+                exchanged shared tokens S_hat (B, N, d) from each level's
+                IntraCED, or all of them stacked (IntraCED's own layout).
+            private (dict | StackedLevels): ``private[level][modality]``:
+                private tokens P (B, N, d), or stacked.
             modality_mask (Tensor, optional): Bool (B, M), True = present.
             token_masks (dict, optional): ``[level][modality]`` bool (B, N),
-                False for padding tokens, which no pooling reads.
+                False for padding tokens, which no pooling reads (unused
+                for stacked inputs, which carry their validity).
 
         Returns:
             dict: ``feat`` h (B, D); ``level_feats`` pool(Z_l) (B, L, d);
             ``level_weights`` alpha (B, L); ``private_gates`` gamma (B, M, L);
             ``shared_feat`` z_s (B, d); ``private_feat`` z_p (B, d).
         """
-        first = shared[LEVELS[0]][self.modalities[0]]
-        batch = first.shape[0]
+        shared = stack_levels(shared, self.modalities, token_masks)
+        private = stack_levels(private, self.modalities, token_masks)
+        num_mod, num_levels = len(self.modalities), len(LEVELS)
+        if shared.tokens.shape[0] != num_mod * num_levels:
+            raise ValueError(
+                f'InterCAD expects {num_levels} levels x {num_mod} '
+                f'modalities = {num_mod * num_levels} token sets, got '
+                f'{shared.tokens.shape[0]}')
+        batch = shared.tokens.shape[1]
         present = modality_presence(modality_mask, self.modalities, batch,
-                                    first.device)
-        weights = present.to(first.dtype)
-        token_masks = token_masks or {}
-
-        def valid(level: str, m: str) -> Optional[torch.Tensor]:
-            return token_masks.get(level, {}).get(m)
+                                    shared.tokens.device)
+        weights = present.to(shared.tokens.dtype)
+        # (L*M, B): each token set's presence, level-major
+        present_sets = present.transpose(0, 1).repeat(num_levels, 1)
 
         if self.synchronise:
-            level_feats = self.synchronise_levels(shared, present,
-                                                  token_masks).mean(2)
+            level_feats = self.synchronise_levels(shared, present).mean(2)
         else:
             count = weights.sum(1).clamp(min=1).unsqueeze(-1)
-            level_feats = torch.stack([
-                sum(
-                    masked_mean(shared[level][m], present[:, i],
-                                valid(level, m))
-                    for i, m in enumerate(self.modalities)) / count
-                for level in LEVELS
-            ], 1)
+            level_feats = (masked_mean(
+                shared.tokens, present_sets, shared.valid).view(
+                    num_levels, num_mod, batch, -1).sum(1) /
+                           count).transpose(0, 1)
         if self.selective:
             level_weights = (self.level_scorer(level_feats.flatten(1)) /
                              self.level_temperature).softmax(dim=-1)
@@ -252,10 +239,12 @@ class InterCAD(BaseModule):
         shared_feat = (level_weights.unsqueeze(-1) * level_feats).sum(1)
 
         # pool(P_m^l) for every modality-level: (B, M*L, d), absent -> 0.
-        private_pooled = torch.stack([
-            masked_mean(private[level][m], present[:, i], valid(level, m))
-            for i, m in enumerate(self.modalities) for level in LEVELS
-        ], 1)
+        private_pooled = masked_mean(private.tokens, present_sets,
+                                     private.valid).view(
+                                         num_levels, num_mod, batch,
+                                         -1).permute(2, 1, 0, 3).reshape(
+                                             batch, num_mod * num_levels,
+                                             -1)
         present_ml = weights.repeat_interleave(len(LEVELS), dim=1)
         if self.gate_private:
             gate_in = torch.cat([

@@ -12,7 +12,7 @@ would be read from the device, so there is no host sync, no graph break
 under ``torch.compile`` and one attention call per level.
 """
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
-from ..utils import (check_attention, check_modalities, check_positive,
-                     modality_presence)
+from ..utils import (StackedLevels, check_attention, check_modalities,
+                     check_positive, modality_presence, pad_stack,
+                     stack_levels)
 
 
 class TokenBudget(nn.Module):
@@ -80,8 +81,7 @@ class TokenBudget(nn.Module):
     @property
     def ratio(self) -> torch.Tensor:
         """The budget ratio rho, a scalar tensor in [rho_min, rho_max]."""
-        low, high = self.ratio_range
-        return low + (high - low) * torch.sigmoid(self.logit)
+        return budget_ratio(self.logit, self.ratio_range)
 
     def forward(self,
                 shared: torch.Tensor,
@@ -101,37 +101,74 @@ class TokenBudget(nn.Module):
             (B, ) the tokens offered (k in evaluation, sum of gates in
             training).
         """
-        scores = self.scorer(shared).squeeze(-1)
-        num = shared.new_full((shared.shape[0], 1), shared.shape[1])
-        if valid is not None:
-            scores = scores.masked_fill(~valid, float('-inf'))
-            num = valid.sum(1, keepdim=True).to(shared.dtype).clamp(min=1)
-        # rank 0 = best; two sorts keep the shape static (no top-k of a
-        # device-dependent k); stable, so tied tokens (e.g. identical
-        # padding) rank by position, the same in every run
-        ranks = scores.argsort(dim=1, descending=True, stable=True).argsort(
-            dim=1, stable=True)
-        ranks = ranks.to(shared.dtype)
-        edge = self.ratio.to(shared.dtype) * num
-        if self.training:
-            width = (self.temperature * num).clamp(min=1.0)
-            # narrow the ramp near saturation so rho = 1 opens every token
-            width = torch.minimum(width, 1.0 + 2.0 * (num - edge))
-            gate = ((edge - ranks - 0.5) / width + 0.5).clamp(0.0, 1.0)
-        else:
-            # k = ceil(rho N), robust to rho N landing a rounding error
-            # above an integer
-            gate = (ranks < edge - 1e-4).to(shared.dtype)
-        # at least the best token is always offered, as k >= 1
-        gate = torch.where(ranks == 0, torch.ones_like(gate), gate)
-        if valid is not None:
-            gate = gate * valid.to(gate.dtype)
-        num_selected = gate.sum(1)
-        return dict(
-            gate=gate,
-            value_weight=torch.sigmoid(scores),
-            used=num_selected / num.squeeze(1),
-            num_selected=num_selected)
+        return budget_gates(
+            self.scorer(shared).squeeze(-1), self.ratio, valid,
+            self.training, self.temperature)
+
+
+def budget_ratio(logit: torch.Tensor,
+                 ratio_range: Tuple[float, float]) -> torch.Tensor:
+    """``rho = rho_min + (rho_max - rho_min) * sigmoid(logit)``, elementwise.
+
+    Args:
+        logit (Tensor): Budget logits theta, any shape.
+        ratio_range (tuple[float, float]): (rho_min, rho_max).
+
+    Returns:
+        Tensor: rho, the shape of ``logit``.
+    """
+    low, high = ratio_range
+    return low + (high - low) * torch.sigmoid(logit)
+
+
+def budget_gates(scores: torch.Tensor, ratio: torch.Tensor,
+                 valid: Optional[torch.Tensor], training: bool,
+                 temperature: float) -> Dict[str, torch.Tensor]:
+    """The key gates of :class:`TokenBudget` for token scores of any
+    leading shape (one budget, or every level and modality's at once).
+
+    Args:
+        scores (Tensor): (..., N) token scores.
+        ratio (Tensor): rho, broadcastable to (..., 1).
+        valid (Tensor, optional): Bool (..., N), False for padding tokens.
+        training (bool): The soft ramp (True) or the hard top-k.
+        temperature (float): Ramp width as a fraction of N.
+
+    Returns:
+        dict[str, Tensor]: ``gate`` (..., N), ``value_weight`` (..., N),
+        ``used`` (..., ) and ``num_selected`` (..., ), as
+        :meth:`TokenBudget.forward` describes.
+    """
+    num = scores.new_full((*scores.shape[:-1], 1), scores.shape[-1])
+    if valid is not None:
+        scores = scores.masked_fill(~valid, float('-inf'))
+        num = valid.sum(-1, keepdim=True).to(scores.dtype).clamp(min=1)
+    # rank 0 = best; two sorts keep the shape static (no top-k of a
+    # device-dependent k); stable, so tied tokens (e.g. identical
+    # padding) rank by position, the same in every run
+    ranks = scores.argsort(dim=-1, descending=True, stable=True).argsort(
+        dim=-1, stable=True)
+    ranks = ranks.to(scores.dtype)
+    edge = ratio.to(scores.dtype) * num
+    if training:
+        width = (temperature * num).clamp(min=1.0)
+        # narrow the ramp near saturation so rho = 1 opens every token
+        width = torch.minimum(width, 1.0 + 2.0 * (num - edge))
+        gate = ((edge - ranks - 0.5) / width + 0.5).clamp(0.0, 1.0)
+    else:
+        # k = ceil(rho N), robust to rho N landing a rounding error
+        # above an integer
+        gate = (ranks < edge - 1e-4).to(scores.dtype)
+    # at least the best token is always offered, as k >= 1
+    gate = torch.where(ranks == 0, torch.ones_like(gate), gate)
+    if valid is not None:
+        gate = gate * valid.to(gate.dtype)
+    num_selected = gate.sum(-1)
+    return dict(
+        gate=gate,
+        value_weight=torch.sigmoid(scores),
+        used=num_selected / num.squeeze(-1),
+        num_selected=num_selected)
 
 
 def factorisation_layers(
@@ -304,6 +341,16 @@ class IntraCED(BaseModule):
             self.null_key = nn.Parameter(torch.zeros(1, 1, embed_dims))
             self.ffn = feed_forward(embed_dims, ffn_ratio, dropout)
 
+    def batch_layout(self) -> tuple:
+        """What must agree for IntraCEDs to run as one batched computation
+        (:class:`IntraCEDLevels`): everything but the parameters' values."""
+        budget = next(iter(self.budgets.values())) if self.budgets else None
+        return (type(self).forward, self.modalities, self.embed_dims,
+                self.num_heads, self.exchange, self.dropout,
+                None if budget is None else
+                (budget.ratio_range, budget.temperature),
+                self.ffn[1].out_features if self.exchange else None)
+
     def forward(self,
                 tokens: Dict[str, torch.Tensor],
                 modality_mask: Optional[torch.Tensor] = None,
@@ -329,91 +376,336 @@ class IntraCED(BaseModule):
             offered, differentiable in rho in training) and
             ``num_selected`` (dict m -> (B, ) tokens offered).
         """
-        check_modalities(tokens, self.modalities, type(self).__name__)
-        first = tokens[self.modalities[0]]
-        present = None if modality_mask is None else modality_presence(
-            modality_mask, self.modalities, first.shape[0], first.device)
-        token_masks = token_masks or {}
-        shared_in = {m: self.shared_proj[m](tokens[m]) for m in self.modalities}
-        private = {m: self.private_proj[m](tokens[m]) for m in self.modalities}
-        out = dict(shared=shared_in, private=private, shared_in=shared_in,
-                   budget_ratio={}, budget_used={}, num_selected={})
-        if not self.exchange:
-            return out
-        gates, value_weights = [], []
-        for m in self.modalities:
-            valid = token_masks.get(m)
-            if self.budgets is None:
-                num = shared_in[m].shape[1]
-                gate = None if valid is None else valid.to(first.dtype)
-                out['num_selected'][m] = (
-                    first.new_full((first.shape[0], ), num)
-                    if valid is None else valid.sum(1).to(first.dtype))
-            else:
-                budget = self.budgets[m](shared_in[m], valid)
-                gate, weight = budget['gate'], budget['value_weight']
-                value_weights.append(weight)
-                out['budget_ratio'][m] = self.budgets[m].ratio
-                out['budget_used'][m] = budget['used']
-                out['num_selected'][m] = budget['num_selected']
-            gates.append(gate)
-        out['shared'] = self._exchange(shared_in, gates, value_weights,
-                                       present, token_masks)
-        return out
+        return intra_ced_batched([self], [tokens], modality_mask,
+                                 [token_masks])[0][0]
 
-    def _exchange(self, shared_in: Dict[str, torch.Tensor],
-                  gates: Sequence[Optional[torch.Tensor]],
-                  value_weights: Sequence[torch.Tensor],
-                  present: Optional[torch.Tensor],
-                  token_masks: Dict[str, torch.Tensor]
-                  ) -> Dict[str, torch.Tensor]:
-        """Cross-attention of every modality's shared queries to the other
-        modalities' gated shared tokens (plus the null key), as one
-        attention call over all modalities with a block bias.
 
-        Args:
-            gates (list[Tensor | None]): (B, N_m) key gates per modality;
-                None entries mean fully open.
-            value_weights (list[Tensor]): (B, N_m) value scales; empty
-                without a budget.
-            present (Tensor, optional): Bool (B, M); None when every
-                modality is present.
-            token_masks (dict[str, Tensor]): Bool (B, N_m) validity.
+def _stack(modules: Sequence[nn.Module], get) -> torch.Tensor:
+    """One tensor of a parameter of every module (a leading module axis):
+    one op forward and one backward, where per-module layers cost several
+    each."""
+    return torch.stack([get(module) for module in modules])
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor,
+            bias: torch.Tensor) -> torch.Tensor:
+    """Per-group linear layer: (G, R, C_in) x (G, C_out, C_in) weights
+    (``nn.Linear`` layout) + (G, C_out) bias -> (G, R, C_out)."""
+    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+
+def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                eps: float) -> torch.Tensor:
+    """Per-group LayerNorm over the last dim: x (G, R, *S) with affine
+    weight and bias (G, *S)."""
+    return torch.addcmul(
+        bias.unsqueeze(1), F.layer_norm(x, x.shape[-1:], eps=eps),
+        weight.unsqueeze(1))
+
+
+def _unstack(stacked: torch.Tensor, sizes: Sequence[Sequence[int]],
+             modalities: Sequence[str]) -> List[Dict[str, torch.Tensor]]:
+    """(L, M, B, N_max, ...) -> per level, modality -> (B, N_m, ...)."""
+    out = []
+    for level, level_sizes in zip(stacked.unbind(0), sizes):
+        parts = level.unbind(0)
+        out.append({
+            m: part if n == part.shape[1] else part[:, :n]
+            for m, part, n in zip(modalities, parts, level_sizes)
+        })
+    return out
+
+
+def intra_ced_batched(
+        modules: Sequence[IntraCED],
+        tokens: Sequence[Dict[str, torch.Tensor]],
+        modality_mask: Optional[torch.Tensor] = None,
+        token_masks: Optional[Sequence[Optional[Dict[str,
+                                                    torch.Tensor]]]] = None
+) -> Tuple[List[dict], dict]:
+    """Run L IntraCEDs of one layout (``batch_layout``) on their levels'
+    tokens as one computation: the L x M token sets are zero-padded into
+    one (L*M, B, N, d) tensor, each kind of parameter is stacked across
+    modules and modalities, and every projection, norm, budget and the
+    exchange attention runs once for all levels. Each module's result is
+    what it computes alone (tested), with a few dozen ops instead of a few
+    hundred per level.
+
+    Args:
+        modules (Sequence[IntraCED]): L modules with equal
+            ``batch_layout()``.
+        tokens (Sequence[dict[str, Tensor]]): Per module, modality ->
+            (B, N_lm, d).
+        modality_mask (Tensor, optional): Bool (B, M), True = present.
+        token_masks (Sequence[dict | None], optional): Per module, modality
+            -> bool (B, N_lm), False for padding.
+
+    Returns:
+        tuple: Per module, the output of :meth:`IntraCED.forward`; and the
+        same stacked level-major for the modules that read every level at
+        once (InterCAD, the regularisers): ``shared``, ``private`` and
+        ``shared_in`` (:class:`StackedLevels`), ``budget_ratio`` (L*M, ),
+        ``budget_used`` and ``num_selected`` (L*M, B) (the budget entries
+        None without a budget).
+    """
+    first = modules[0]
+    mods, dims = first.modalities, first.embed_dims
+    name = type(first).__name__
+    for level_tokens in tokens:
+        check_modalities(level_tokens, mods, name)
+    num_levels, num_mod = len(modules), len(mods)
+    token_masks = [tm or {} for tm in (token_masks or [None] * num_levels)]
+    sizes = [[level_tokens[m].shape[1] for m in mods] for level_tokens in tokens]
+    x, valid = pad_stack(
+        [level_tokens[m] for level_tokens in tokens for m in mods],
+        [tm.get(m) for tm in token_masks for m in mods])
+    sets, batch, num = x.shape[:3]
+    present = None if modality_mask is None else modality_presence(
+        modality_mask, mods, batch, x.device)
+
+    # factorisation: S = LN(W_s X), P = LN(W_p X) of every (level,
+    # modality) as one grouped product with [W_s; W_p] stacked
+    layers = [layer for module in modules for m in mods
+              for layer in (module.shared_proj[m], module.private_proj[m])]
+    factors = _linear(
+        x.view(sets, batch * num, dims),
+        _stack(layers, lambda p: p[0].weight).view(sets, 2 * dims, dims),
+        _stack(layers, lambda p: p[0].bias).view(sets, 2 * dims))
+    factors = _layer_norm(
+        factors.view(sets, batch * num, 2, dims),
+        _stack(layers, lambda p: p[1].weight).view(sets, 2, dims),
+        _stack(layers, lambda p: p[1].bias).view(sets, 2, dims),
+        layers[0][1].eps)
+    shared_in, private = factors.view(sets, batch, num, 2, dims).unbind(3)
+    levels = (num_levels, num_mod, batch, num)
+    outs = [
+        dict(shared=s, private=p, shared_in=s, budget_ratio={},
+             budget_used={}, num_selected={})
+        for s, p in zip(
+            _unstack(shared_in.view(*levels, dims), sizes, mods),
+            _unstack(private.view(*levels, dims), sizes, mods))
+    ]
+    stacked = dict(shared=StackedLevels(shared_in, valid),
+                   private=StackedLevels(private, valid),
+                   shared_in=StackedLevels(shared_in, valid),
+                   budget_ratio=None, budget_used=None, num_selected=None)
+    if not first.exchange:
+        return outs, stacked
+
+    key_gate = value_weight = None
+    if first.budgets is None:
+        count = (valid.sum(-1).to(x.dtype) if valid is not None else
+                 x.new_full((sets, batch), num))
+        for out, level_count in zip(outs,
+                                    count.view(num_levels, num_mod,
+                                               batch).unbind(0)):
+            out['num_selected'] = dict(zip(mods, level_count.unbind(0)))
+        stacked['num_selected'] = count
+    else:
+        budgets = [module.budgets[m] for module in modules for m in mods]
+        scores = (shared_in * _stack(budgets, lambda b: b.scorer.weight).view(
+            sets, 1, 1, dims)).sum(-1) + _stack(
+                budgets, lambda b: b.scorer.bias).view(sets, 1, 1)
+        ratio = budget_ratio(_stack(budgets, lambda b: b.logit),
+                             budgets[0].ratio_range)
+        gates = budget_gates(scores, ratio.view(sets, 1, 1), valid,
+                             first.training, budgets[0].temperature)
+        key_gate, value_weight = gates['gate'], gates['value_weight']
+        stacked.update(budget_ratio=ratio, budget_used=gates['used'],
+                       num_selected=gates['num_selected'])
+        per_level = zip(
+            outs,
+            ratio.view(num_levels, num_mod).unbind(0),
+            gates['used'].view(num_levels, num_mod, batch).unbind(0),
+            gates['num_selected'].view(num_levels, num_mod,
+                                       batch).unbind(0))
+        for out, level_ratio, used, selected in per_level:
+            out['budget_ratio'] = dict(zip(mods, level_ratio.unbind(0)))
+            out['budget_used'] = dict(zip(mods, used.unbind(0)))
+            out['num_selected'] = dict(zip(mods, selected.unbind(0)))
+    exchanged = _exchange(modules, shared_in.view(*levels, dims), key_gate,
+                          value_weight, valid, present)
+    exchanged = exchanged.reshape(sets, batch, num, dims)
+    for out, shared in zip(outs,
+                           _unstack(exchanged.view(*levels, dims), sizes,
+                                    mods)):
+        out['shared'] = shared
+    stacked['shared'] = StackedLevels(exchanged, valid)
+    return outs, stacked
+
+
+def _by_level(x: torch.Tensor, levels: Tuple[int, int, int, int]
+              ) -> torch.Tensor:
+    """(L*M, B, N, ...) per (level, modality) -> (L*B, M*N, ...): each
+    level's modalities side by side, as one attention sees them."""
+    num_levels, num_mod, batch, num = levels
+    x = x.reshape(num_levels, num_mod, batch, num, -1).transpose(1, 2)
+    return x.reshape(num_levels * batch, num_mod * num, -1)
+
+
+def _exchange(modules: Sequence[IntraCED], shared_in: torch.Tensor,
+              key_gate: Optional[torch.Tensor],
+              value_weight: Optional[torch.Tensor],
+              valid: Optional[torch.Tensor],
+              present: Optional[torch.Tensor]) -> torch.Tensor:
+    """Cross-attention of every modality's shared queries to the other
+    modalities' gated shared tokens of the same level (plus the null key),
+    for all levels in one attention call with a block bias, then the
+    feed-forward block.
+
+    Args:
+        modules (Sequence[IntraCED]): L modules (one per level).
+        shared_in (Tensor): S of shape (L, M, B, N, d).
+        key_gate (Tensor, optional): (L*M, B, N) gates; None = open.
+        value_weight (Tensor, optional): (L*M, B, N) value scales.
+        valid (Tensor, optional): Bool (L*M, B, N), False for padding.
+        present (Tensor, optional): Bool (B, M); None = all present.
+
+    Returns:
+        Tensor: S_hat of shape (L, M, B, N, d).
+    """
+    first = modules[0]
+    levels = shared_in.shape[:4]
+    num_levels, num_mod, batch, num = levels
+    dims, heads = first.embed_dims, first.num_heads
+    head_dims = dims // heads
+    queries = _by_level(shared_in, levels).reshape(num_levels, -1, dims)
+    q = _linear(
+        _layer_norm(queries, _stack(modules, lambda m: m.query_norm.weight),
+                    _stack(modules, lambda m: m.query_norm.bias),
+                    first.query_norm.eps),
+        _stack(modules, lambda m: m.q.weight),
+        _stack(modules, lambda m: m.q.bias))
+    k, v = _linear(queries, _stack(modules, lambda m: m.kv.weight),
+                   _stack(modules, lambda m: m.kv.bias)).chunk(2, dim=-1)
+    k = k.reshape(num_levels * batch, num_mod * num, dims)
+    v = v.reshape(num_levels * batch, num_mod * num, dims)
+    if value_weight is not None:
+        v = v * _by_level(value_weight.unsqueeze(-1), levels)
+    null_key = _stack(modules, lambda m: m.null_key).expand(
+        -1, batch, -1, -1).reshape(num_levels * batch, 1, dims)
+    k = torch.cat([null_key, k], dim=1)
+    v = F.pad(v, (0, 0, 1, 0))
+
+    segments = torch.arange(
+        num_mod, device=shared_in.device).repeat_interleave(num)
+    gate = None if key_gate is None else _by_level(
+        key_gate.unsqueeze(-1), levels).squeeze(-1)
+    keys_present = None
+    if present is not None:
+        keys_present = present[:, segments].repeat(num_levels, 1)
+    if valid is not None and key_gate is None:
+        # with a budget the gates already close padding keys
+        level_valid = _by_level(valid.unsqueeze(-1), levels).squeeze(-1)
+        keys_present = level_valid if keys_present is None else (
+            keys_present & level_valid)
+    bias = exchange_bias(segments, gate, keys_present, q.dtype)
+
+    def split(x: torch.Tensor) -> torch.Tensor:
+        return x.view(num_levels * batch, -1, heads,
+                      head_dims).transpose(1, 2)
+
+    attended = F.scaled_dot_product_attention(
+        split(q), split(k), split(v), attn_mask=bias,
+        dropout_p=first.dropout if first.training else 0.0)
+    attended = attended.transpose(1, 2).reshape(num_levels, -1, dims)
+    exchanged = queries + _linear(attended,
+                                  _stack(modules, lambda m: m.out.weight),
+                                  _stack(modules, lambda m: m.out.bias))
+    ffn = [module.ffn for module in modules]
+    hidden = _linear(
+        _layer_norm(exchanged, _stack(ffn, lambda f: f[0].weight),
+                    _stack(ffn, lambda f: f[0].bias), ffn[0][0].eps),
+        _stack(ffn, lambda f: f[1].weight), _stack(ffn, lambda f: f[1].bias))
+    hidden = F.dropout(F.gelu(hidden), first.dropout, first.training)
+    hidden = _linear(hidden, _stack(ffn, lambda f: f[4].weight),
+                     _stack(ffn, lambda f: f[4].bias))
+    exchanged = exchanged + F.dropout(hidden, first.dropout, first.training)
+    return exchanged.view(num_levels, batch, num_mod, num,
+                          dims).transpose(1, 2)
+
+
+class IntraCEDLevels(nn.ModuleDict):
+    """One IntraCED per level, run as one batched computation.
+
+    A ``ModuleDict`` of level name -> exchange module (state dict keys
+    ``<level>.<param>``, as a plain ``ModuleDict`` of the levels has).
+    When every level's module is an :class:`IntraCED` of one layout
+    (``batch_layout``: same modalities, widths, heads, budget settings),
+    :func:`intra_ced_batched` can run them together: a few dozen kernels
+    for all levels instead of a few hundred per level. The price is
+    padding: the levels' token sets are padded to the longest one, so the
+    fusion's FLOPs grow (about 2x for IntraCED at the shipped token grids,
+    +1.6 % of a ResNet-18 audio-visual model's). On an accelerator, where
+    each kernel launch costs host time whatever its size, that trade pays;
+    on a CPU, where FLOPs are the cost, it does not, so by default the
+    levels are batched on accelerators only. Other exchange modules (e.g.
+    ``projects/bottleneck_exchange``) run level by level.
+
+    Args:
+        modules (dict[str, nn.Module]): Level name -> exchange module.
+        batch_levels (bool | str): True batches the levels on every
+            device, False never; ``'auto'`` batches them on every device but
+            the CPU. Outputs are the same either way (tested). Defaults to
+            ``'auto'``.
+    """
+
+    def __init__(self,
+                 modules: Dict[str, nn.Module],
+                 batch_levels: Union[bool, str] = 'auto') -> None:
+        super().__init__(modules)
+        if batch_levels not in (True, False, 'auto'):
+            raise ValueError('batch_levels must be True, False or "auto", '
+                             f'got {batch_levels!r}')
+        self.batch_levels = batch_levels
+
+    def forward(self,
+                levels: Dict[str, Dict[str, torch.Tensor]],
+                modality_mask: Optional[torch.Tensor] = None,
+                token_masks: Optional[Dict[str, Dict[str,
+                                                     torch.Tensor]]] = None
+                ) -> Dict[str, dict]:
+        """Args:
+            levels (dict): ``levels[level][modality]`` tokens (B, N, d).
+            modality_mask (Tensor, optional): Bool (B, M), True = present.
+            token_masks (dict, optional): ``[level][modality]`` bool
+                (B, N), False for padding tokens.
+
+        Returns:
+            tuple: level -> that level's exchange output (see
+            :meth:`IntraCED.forward`); and the same stacked level-major for
+            the modules that read every level at once (see
+            :func:`intra_ced_batched`).
         """
-        mods = self.modalities
-        batch, dims = shared_in[mods[0]].shape[0], self.embed_dims
-        heads, head_dims = self.num_heads, dims // self.num_heads
-        sizes = [shared_in[m].shape[1] for m in mods]
-        queries = torch.cat([shared_in[m] for m in mods], dim=1)
-        q = self.q(self.query_norm(queries))
-        k, v = self.kv(queries).chunk(2, dim=-1)
-        if value_weights:
-            v = v * torch.cat(value_weights, dim=1).unsqueeze(-1)
-        k = torch.cat([self.null_key.expand(batch, -1, -1), k], dim=1)
-        v = F.pad(v, (0, 0, 1, 0))
-
-        segments = torch.cat([
-            queries.new_full((n, ), i, dtype=torch.long)
-            for i, n in enumerate(sizes)
-        ])
-        key_gate = None
-        if any(g is not None for g in gates):
-            key_gate = torch.cat([
-                g if g is not None else queries.new_ones(batch, n)
-                for g, n in zip(gates, sizes)
-            ], dim=1)
-        key_present = None
-        if present is not None:
-            key_present = present[:, segments]
-        bias = exchange_bias(segments, key_gate, key_present, q.dtype)
-
-        def split(x: torch.Tensor) -> torch.Tensor:
-            return x.view(batch, -1, heads, head_dims).transpose(1, 2)
-
-        attended = F.scaled_dot_product_attention(
-            split(q), split(k), split(v), attn_mask=bias,
-            dropout_p=self.dropout if self.training else 0.0)
-        attended = attended.transpose(1, 2).reshape(batch, -1, dims)
-        exchanged = queries + self.out(attended)
-        exchanged = exchanged + self.ffn(exchanged)
-        return dict(zip(mods, exchanged.split(sizes, dim=1)))
+        names = list(self.keys())
+        modules = [self[name] for name in names]
+        batch = self.batch_levels
+        if batch == 'auto':
+            first = next(iter(levels[names[0]].values()))
+            batch = first.device.type != 'cpu'
+        if batch and all(isinstance(m, IntraCED) for m in modules) and len(
+                {m.batch_layout() for m in modules}) == 1:
+            outs, stacked = intra_ced_batched(
+                modules, [levels[name] for name in names], modality_mask,
+                None if token_masks is None else
+                [token_masks.get(name) for name in names])
+            return dict(zip(names, outs)), stacked
+        # token masks only where there are any, so exchange modules
+        # without padding support plug in unchanged
+        outs = {
+            name: self[name](levels[name], modality_mask)
+            if token_masks is None else self[name](
+                levels[name], modality_mask, token_masks=token_masks[name])
+            for name in names
+        }
+        mods = modules[0].modalities
+        stacked = {
+            key: stack_levels({name: outs[name][key] for name in names},
+                              mods, token_masks)
+            for key in ('shared', 'private', 'shared_in')
+        }
+        for key in ('budget_ratio', 'budget_used', 'num_selected'):
+            values = [outs[name][key].get(m) for name in names for m in mods]
+            stacked[key] = None if any(v is None for v in values) else \
+                torch.stack(values)
+        return outs, stacked

@@ -21,6 +21,7 @@ from mmengine.model import BaseModule
 from clcr_mm.registry import MODELS
 from ..backbones.hierarchy_encoder import LevelAligner, build_tap_norm
 from ..utils import LEVELS, check_modalities, modality_presence
+from .intra_ced import IntraCEDLevels
 
 Levels = Dict[str, Dict[str, torch.Tensor]]
 FeatureMaps = Union[Sequence, Dict[str, object]]
@@ -61,14 +62,14 @@ def sample_modality_mask(data_samples: OptSampleList,
     return mask.repeat_interleave(batch // len(flags), dim=0).to(device)
 
 
-def fuse_levels(intra_ced: Optional[nn.ModuleDict], inter_cad: nn.Module,
+def fuse_levels(intra_ced: Optional[IntraCEDLevels], inter_cad: nn.Module,
                 levels: Levels,
                 modality_mask: Optional[torch.Tensor] = None,
                 token_masks: Optional[Levels] = None) -> dict:
     """IntraCED on every level, then InterCAD.
 
     Args:
-        intra_ced (nn.ModuleDict, optional): One IntraCED per level; None
+        intra_ced (IntraCEDLevels, optional): One IntraCED per level; None
             skips the factorisation (InterCAD sees the tokens as both
             shared and private).
         inter_cad (nn.Module): InterCAD.
@@ -79,27 +80,20 @@ def fuse_levels(intra_ced: Optional[nn.ModuleDict], inter_cad: nn.Module,
 
     Returns:
         dict: ``fused`` (InterCAD's output, h as ``feat`` (B, D)),
-        ``levels``, ``intra`` (per level IntraCED outputs, or None), ``mask``
-        and ``token_masks`` as given; the input of
-        :func:`clcr_regularisers`.
+        ``levels``, ``intra`` (per level IntraCED outputs, or None),
+        ``stacked`` (the same stacked level-major, see
+        :class:`IntraCEDLevels`; or None), ``mask`` and ``token_masks`` as
+        given; the input of :func:`clcr_regularisers`.
     """
-    intra = None
+    intra = stacked = None
     if intra_ced is not None:
-        # token masks only where there are any, so exchange modules
-        # without padding support plug in unchanged
-        intra = {
-            level: intra_ced[level](levels[level], modality_mask)
-            if token_masks is None else intra_ced[level](
-                levels[level], modality_mask, token_masks=token_masks[level])
-            for level in LEVELS
-        }
-        shared = {level: intra[level]['shared'] for level in LEVELS}
-        private = {level: intra[level]['private'] for level in LEVELS}
+        intra, stacked = intra_ced(levels, modality_mask, token_masks)
+        shared, private = stacked['shared'], stacked['private']
     else:
         shared = private = levels
     fused = inter_cad(shared, private, modality_mask, token_masks)
-    return dict(fused=fused, levels=levels, intra=intra, mask=modality_mask,
-                token_masks=token_masks)
+    return dict(fused=fused, levels=levels, intra=intra, stacked=stacked,
+                mask=modality_mask, token_masks=token_masks)
 
 
 def clcr_regularisers(feats: dict, modalities: Sequence[str],
@@ -109,9 +103,10 @@ def clcr_regularisers(feats: dict, modalities: Sequence[str],
 
     Args:
         feats (dict): ``levels`` (``[level][modality]`` encoder tokens
-            (B, N, d)), ``intra`` (per level IntraCED outputs, or None),
-            ``fused`` (InterCAD's output), ``mask`` ((B, M) bool, or None)
-            and ``token_masks`` (``[level][modality]`` (B, N), or None).
+            (B, N, d)), ``stacked`` (IntraCED's outputs stacked, see
+            :class:`IntraCEDLevels`; None or absent without IntraCED),
+            ``fused`` (InterCAD's output) and ``mask`` ((B, M) bool, or
+            None).
         modalities (Sequence[str]): Modality names, in the mask's order.
         losses (dict[str, nn.Module | None]): The regulariser modules under
             the names of ``LOSS_NAMES``; None (or absent) switches one off.
@@ -124,46 +119,54 @@ def clcr_regularisers(feats: dict, modalities: Sequence[str],
         ``budget_rho_<level>`` (mean ratio).
     """
     out: Dict[str, torch.Tensor] = {}
-    intra, fused = feats['intra'], feats['fused']
-    token_masks = feats['token_masks']
+    fused = feats['fused']
     # any built level: baselines build only the one they fuse
     first = next(iter(feats['levels'].values()))[modalities[0]]
     present = modality_presence(feats['mask'], modalities, first.shape[0],
                                 first.device)
-    if intra is not None:
-        shared = {level: intra[level]['shared'] for level in LEVELS}
-        private = {level: intra[level]['private'] for level in LEVELS}
+    stacked = feats.get('stacked')
+    if stacked is not None:
+        shared, private = stacked['shared'], stacked['private']
+        shared_in = stacked['shared_in']
         if losses.get('loss_sep') is not None:
             out['loss_sep'] = losses['loss_sep'](shared, private, present,
-                                                 modalities, token_masks)
-        shared_in = {level: intra[level]['shared_in'] for level in LEVELS}
+                                                 modalities)
         if losses.get('loss_align') is not None:
             out['loss_align'] = losses['loss_align'](shared_in, present,
-                                                     modalities, token_masks)
+                                                     modalities)
         if losses.get('loss_adv') is not None:
             out['loss_adv'] = losses['loss_adv'](shared, shared_in, private,
-                                                 present, modalities,
-                                                 token_masks)
-        used = [
-            u for level in LEVELS
-            for u in intra[level]['budget_used'].values()
-        ]
-        if losses.get('loss_budget') is not None and used:
+                                                 present, modalities)
+        used = stacked['budget_used']
+        if losses.get('loss_budget') is not None and used is not None:
             out['loss_budget'] = losses['loss_budget'](used)
-        for level in LEVELS:
-            for m, k in intra[level]['num_selected'].items():
-                out[f'budget_k_{level}_{m}'] = k.detach().mean()
-            for m, u in intra[level]['budget_used'].items():
-                out[f'budget_used_{level}_{m}'] = u.detach().mean()
-            level_ratios = list(intra[level]['budget_ratio'].values())
-            if level_ratios:
-                out[f'budget_rho_{level}'] = torch.stack(
-                    level_ratios).mean().detach()
+        out.update(_budget_logs(stacked, modalities))
     if losses.get('loss_cross') is not None and 'level_feats' in fused:
         out['loss_cross'] = losses['loss_cross'](fused['level_feats'])
     if losses.get('loss_level') is not None and 'level_weights' in fused:
         out['loss_level'] = losses['loss_level'](fused['level_weights'])
     return out
+
+
+def _budget_logs(stacked: dict,
+                 modalities: Sequence[str]) -> Dict[str, torch.Tensor]:
+    """Batch means of the realised budgets, for the log: tokens offered
+    (``budget_k_<level>_<modality>``), their fraction
+    (``budget_used_<level>_<modality>``) and the mean ratio per level
+    (``budget_rho_<level>``); each statistic reduced in one op."""
+    logs = {}
+    names = [f'{level}_{m}' for level in LEVELS for m in modalities]
+    for key, stat in (('num_selected', 'k'), ('budget_used', 'used')):
+        if stacked[key] is not None:
+            values = stacked[key].detach().mean(-1).unbind(0)
+            logs.update(
+                (f'budget_{stat}_{name}', v) for name, v in zip(names, values))
+    if stacked['budget_ratio'] is not None:
+        ratios = stacked['budget_ratio'].detach().view(
+            len(LEVELS), len(modalities)).mean(1).unbind(0)
+        logs.update((f'budget_rho_{level}', r)
+                    for level, r in zip(LEVELS, ratios))
+    return logs
 
 
 def _scoped(cfg: Optional[dict], default_type: str) -> Optional[dict]:
@@ -222,6 +225,9 @@ class CLCRFusionNeck(BaseModule):
         loss_sep, loss_cross, loss_budget, loss_align, loss_level, loss_adv
             (dict, optional): Regulariser configs, as in
             ``CLCRRecognizer``; None switches one off. Defaults to None.
+        batch_levels (bool | str): Run the levels' IntraCEDs as one
+            batched computation (see :class:`IntraCEDLevels`). Defaults to
+            ``'auto'``.
         init_cfg (dict, optional): mmengine init config.
     """
 
@@ -239,16 +245,17 @@ class CLCRFusionNeck(BaseModule):
                  loss_align: Optional[dict] = None,
                  loss_level: Optional[dict] = None,
                  loss_adv: Optional[dict] = None,
+                 batch_levels: Union[bool, str] = 'auto',
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
         self.modalities = tuple(modalities)
         self.embed_dims = embed_dims
         shared_args = dict(modalities=self.modalities, embed_dims=embed_dims)
         intra_ced = _scoped(intra_ced, 'clcr_mm.IntraCED')
-        self.intra_ced = nn.ModuleDict({
+        self.intra_ced = IntraCEDLevels({
             level: MODELS.build({**intra_ced, **shared_args})
             for level in LEVELS
-        }) if intra_ced is not None else None
+        }, batch_levels) if intra_ced is not None else None
         self.inter_cad = MODELS.build({
             **_scoped(inter_cad, 'clcr_mm.InterCAD'), **shared_args})
         # same attribute names as CLCRRecognizer's, so state dicts map by a

@@ -10,6 +10,7 @@ from mmaction.utils import SampleList
 from mmengine.model import BaseModel
 
 from clcr_mm.registry import MODELS
+from ..necks.intra_ced import IntraCEDLevels
 from ..necks.mmaction_necks import (LOSS_NAMES, clcr_regularisers,
                                      fuse_levels, sample_modality_mask)
 from ..utils import LEVELS, modality_presence
@@ -56,6 +57,10 @@ class CLCRRecognizer(BaseModel):
             graph (Inductor fuses it into few kernels, CUDA graphs apply).
             The encoders are compiled with the rest through mmengine's
             runner-level ``compile`` option. Defaults to False.
+        batch_levels (bool | str): Run the levels' IntraCEDs as one
+            batched computation (fewer kernels, padded FLOPs): True, False
+            or ``'auto'`` (on accelerators, not on the CPU); see
+            :class:`IntraCEDLevels`. Defaults to ``'auto'``.
         data_preprocessor (dict, optional): Usually mmaction2's
             ``MultiModalDataPreprocessor``.
         train_cfg (dict, optional): ``modality_dropout`` (float): chance that
@@ -81,6 +86,7 @@ class CLCRRecognizer(BaseModel):
                  loss_level: Optional[dict] = None,
                  loss_adv: Optional[dict] = None,
                  compile_fusion: Union[bool, dict] = False,
+                 batch_levels: Union[bool, str] = 'auto',
                  data_preprocessor: Optional[dict] = None,
                  train_cfg: Optional[dict] = None,
                  test_cfg: Optional[dict] = None,
@@ -105,9 +111,9 @@ class CLCRRecognizer(BaseModel):
                 cfg.setdefault(key, value)
             return MODELS.build(cfg)
 
-        self.intra_ced = nn.ModuleDict(
+        self.intra_ced = IntraCEDLevels(
             {level: build(intra_ced)
-             for level in LEVELS}) if intra_ced else None
+             for level in LEVELS}, batch_levels) if intra_ced else None
         self.inter_cad = build(inter_cad)
         self.fusion = build(fusion)
         self.cls_head = MODELS.build(cls_head)
@@ -135,7 +141,7 @@ class CLCRRecognizer(BaseModel):
                    self.loss_cross, self.loss_budget, self.loss_align,
                    self.loss_level, self.loss_adv]
         if self.intra_ced is not None:
-            modules += list(self.intra_ced.values())
+            modules.append(self.intra_ced)
         for module in modules:
             if module is not None:
                 module.compile(**options)
@@ -276,8 +282,9 @@ class CLCRRecognizer(BaseModel):
         if self.fusion is not None:
             fused = self.fusion(levels, mask) if token_masks is None else \
                 self.fusion(levels, mask, token_masks=token_masks)
-            return dict(fused=fused, levels=levels, intra=None, mask=mask,
-                        token_masks=token_masks, num_views=num_views)
+            return dict(fused=fused, levels=levels, intra=None, stacked=None,
+                        mask=mask, token_masks=token_masks,
+                        num_views=num_views)
         feats = fuse_levels(self.intra_ced, self.inter_cad, levels, mask,
                             token_masks)
         return dict(feats, num_views=num_views)
