@@ -133,8 +133,10 @@ def model_parts(model: nn.Module) -> Dict[str, str]:
         parts[f'encoder.{m}'] = f'backbone.encoders.{m}'
         parts[f'aligner.{m}'] = f'backbone.aligners.{m}'
     if getattr(model, 'intra_ced', None) is not None:
-        # the levels' IntraCEDs run as one batched computation
-        parts['intra_ced'] = 'intra_ced'
+        # level by level, as IntraCEDLevels runs them on the CPU; batched
+        # (batch_levels=True) their FLOPs count under 'other'
+        for level in model.intra_ced:
+            parts[f'intra_ced.{level}'] = f'intra_ced.{level}'
     if getattr(model, 'inter_cad', None) is not None:
         parts['inter_cad'] = 'inter_cad'
     if getattr(model, 'fusion', None) is not None:
