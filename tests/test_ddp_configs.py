@@ -19,6 +19,7 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.utils import import_modules_from_strings
 
+from clcr_mm.models.necks import IntraCEDLevels
 from clcr_mm.registry import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,6 +186,17 @@ def test_one_step_reaches_every_trainable_parameter(config, monkeypatch,
         f'{unused[:12]}. Build only what the variant uses, or set '
         "model_wrapper_cfg=dict(type='MMDistributedDataParallel', "
         'find_unused_parameters=True) with a comment why.')
+    # the IntraCED levels run batched on GPUs ('auto'): the same holds there
+    levels = [m for m in model.modules() if isinstance(m, IntraCEDLevels)]
+    if levels:
+        for module in levels:
+            module.batch_levels = True
+        model.zero_grad(set_to_none=True)
+        batch, preprocess = tiny_batch(model,
+                                       head.get('task') == 'regression')
+        unused = params_without_grad(model, batch, preprocess)
+        assert not unused, (f'{config}, IntraCED levels batched: '
+                            f'{unused[:12]} get no gradient')
 
 
 def test_late_fusion_encoder_builds_only_the_deep_aligners():
