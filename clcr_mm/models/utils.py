@@ -94,14 +94,24 @@ def pad_stack(sets: Sequence[torch.Tensor],
     if all(t.shape[1] == longest for t in sets) and all(
             mask is None for mask in masks):
         return torch.stack(list(sets)), None
-    stacked = torch.stack(
-        [F.pad(t, (0, 0, 0, longest - t.shape[1])) for t in sets])
-    valid = torch.stack([
-        F.pad(
-            mask if mask is not None else t.new_ones(
-                t.shape[:2], dtype=torch.bool), (0, longest - t.shape[1]))
-        for t, mask in zip(sets, masks)
-    ])
+
+    def pad(x: torch.Tensor, *dims: int) -> torch.Tensor:
+        # a full-length set is stacked as it is: no copy
+        extra = longest - x.shape[1]
+        return F.pad(x, (*dims, 0, extra)) if extra else x
+
+    stacked = torch.stack([pad(t, 0, 0) for t in sets])
+    # row n-1 of a lower-triangular matrix holds n leading Trues: every
+    # set's static validity from one device-side matrix
+    prefix = torch.ones(longest, longest, dtype=torch.bool,
+                        device=stacked.device).tril()
+    valid = torch.stack([prefix[t.shape[1] - 1] for t in sets])
+    valid = valid[:, None, :].expand(-1, stacked.shape[1], -1)
+    if any(mask is not None for mask in masks):
+        valid = valid & torch.stack([
+            pad(mask) if mask is not None else valid[i]
+            for i, mask in enumerate(masks)
+        ])
     return stacked, valid
 
 
