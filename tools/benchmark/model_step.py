@@ -139,7 +139,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--reference-rev',
         help='also time CLCR with the IntraCED / InterCAD code of this git '
-        "revision (variant 'clcr@REV'), for before/after comparisons")
+        "revision (variant 'clcr@REV'), for before/after comparisons; the "
+        'revision must share their interfaces (InterCAD reading stacked '
+        'levels: 530b9ac or later)')
     parser.add_argument('--out', help='write the results as JSON here')
     parser.add_argument(
         '--quiet', action='store_true', help='no progress bars')
