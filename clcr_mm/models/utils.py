@@ -95,12 +95,7 @@ def pad_stack(sets: Sequence[torch.Tensor],
             mask is None for mask in masks):
         return torch.stack(list(sets)), None
 
-    def pad(x: torch.Tensor, *dims: int) -> torch.Tensor:
-        # a full-length set is stacked as it is: no copy
-        extra = longest - x.shape[1]
-        return F.pad(x, (*dims, 0, extra)) if extra else x
-
-    stacked = torch.stack([pad(t, 0, 0) for t in sets])
+    stacked = stack_padded(sets, longest)
     # row n-1 of a lower-triangular matrix holds n leading Trues: every
     # set's static validity from one device-side matrix
     prefix = torch.ones(longest, longest, dtype=torch.bool,
@@ -109,10 +104,30 @@ def pad_stack(sets: Sequence[torch.Tensor],
     valid = valid[:, None, :].expand(-1, stacked.shape[1], -1)
     if any(mask is not None for mask in masks):
         valid = valid & torch.stack([
-            pad(mask) if mask is not None else valid[i]
+            _pad_tokens(mask, longest) if mask is not None else valid[i]
             for i, mask in enumerate(masks)
         ])
     return stacked, valid
+
+
+def _pad_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Zero-pad dim 1 of (B, N, ...) to ``length``; a full-length set is
+    returned as it is (no copy)."""
+    extra = length - x.shape[1]
+    return F.pad(x, (0, 0) * (x.dim() - 2) + (0, extra)) if extra else x
+
+
+def stack_padded(sets: Sequence[torch.Tensor], length: int) -> torch.Tensor:
+    """(P, B, length, ...) of P sets (B, N_p, ...), each zero-padded.
+
+    Args:
+        sets (Sequence[Tensor]): Token sets, N_p <= ``length``.
+        length (int): Tokens per set after padding.
+
+    Returns:
+        Tensor: The stacked sets.
+    """
+    return torch.stack([_pad_tokens(t, length) for t in sets])
 
 
 class StackedLevels(NamedTuple):

@@ -22,7 +22,7 @@ from mmengine.model import BaseModule
 from clcr_mm.registry import MODELS
 from ..utils import (StackedLevels, check_attention, check_modalities,
                      check_positive, modality_presence, pad_stack,
-                     stack_levels)
+                     stack_levels, stack_padded)
 
 
 class TokenBudget(nn.Module):
@@ -250,35 +250,37 @@ def exchange_bias(segments: torch.Tensor, key_gate: Optional[torch.Tensor],
                   dtype: torch.dtype) -> torch.Tensor:
     """Additive attention bias of the joint cross-modal exchange.
 
-    Queries and keys are all modalities' tokens concatenated, plus one null
-    key in front. A query may not attend to its own modality's keys, nor to
-    a closed (gate 0) or absent key; a partly open key is down-weighted by
-    ``log(gate)``.
+    Queries and keys of a level are all its modalities' tokens side by side
+    (a row), plus one null key in front. A query may not attend to its own
+    modality's keys, nor to a closed (gate 0) or absent key; a partly open
+    key is down-weighted by ``log(gate)``.
 
     Args:
-        segments (Tensor): Long (T, ), the modality index of every token.
-        key_gate (Tensor, optional): (B, T) gates in [0, 1].
-        key_present (Tensor, optional): Bool (B, T), False for keys of
-            absent modalities or padding tokens.
+        segments (Tensor): Long (L, T), the modality index of every token of
+            each level's row; -1 for padding at the end of a shorter row.
+        key_gate (Tensor, optional): (L, B, T) gates in [0, 1] (0 for
+            padding).
+        key_present (Tensor, optional): Bool (L, B or 1, T), False for keys
+            of absent modalities or padding tokens.
         dtype (torch.dtype): dtype of the attention logits.
 
     Returns:
-        Tensor: Bias of shape (T, 1 + T) or (B, 1, T, 1 + T).
+        Tensor: Bias of shape (T, 1 + T) (one level, nothing per sample),
+        (L, 1, T, 1 + T) or (L * B, 1, T, 1 + T).
     """
-    own = segments[:, None] == segments[None, :]
+    own = segments[:, :, None] == segments[:, None, :]
     own = F.pad(own, (1, 0), value=False)
     bias = torch.zeros(own.shape, dtype=dtype,
                        device=segments.device).masked_fill(own, float('-inf'))
     if key_gate is None and key_present is None:
-        return bias
-    batch = (key_gate if key_gate is not None else key_present).shape[0]
-    key_bias = bias.new_zeros(batch, segments.shape[0])
-    if key_gate is not None:
-        key_bias = gate_bias(key_gate, dtype)
+        return bias[0] if bias.shape[0] == 1 else bias.unsqueeze(1)
+    key_bias = gate_bias(key_gate, dtype) if key_gate is not None else \
+        bias.new_zeros(key_present.shape)
     if key_present is not None:
         key_bias = key_bias.masked_fill(~key_present, float('-inf'))
     key_bias = F.pad(key_bias, (1, 0), value=0.0)
-    return (bias + key_bias[:, None, :]).unsqueeze(1)
+    bias = bias[:, None] + key_bias[:, :, None, :]  # (L, B, T, 1 + T)
+    return bias.flatten(0, 1).unsqueeze(1)
 
 
 @MODELS.register_module()
@@ -523,31 +525,73 @@ def intra_ced_batched(
             out['budget_ratio'] = dict(zip(mods, level_ratio.unbind(0)))
             out['budget_used'] = dict(zip(mods, used.unbind(0)))
             out['num_selected'] = dict(zip(mods, selected.unbind(0)))
-    exchanged = _exchange(modules, shared_in.view(*levels, dims), key_gate,
-                          value_weight, valid, present)
-    exchanged = exchanged.reshape(sets, batch, num, dims)
-    for out, shared in zip(outs,
-                           _unstack(exchanged.view(*levels, dims), sizes,
-                                    mods)):
-        out['shared'] = shared
-    stacked['shared'] = StackedLevels(exchanged, valid)
+    rows = _to_rows(shared_in, sizes)
+    segments = _row_segments(sizes, x.device)
+    keys = None  # (L, B or 1, T): padding, absent modalities, masked tokens
+    if any(sum(level_sizes) < rows.shape[2] for level_sizes in sizes):
+        keys = (segments >= 0)[:, None, :]
+    if valid is not None and key_gate is None:
+        # with a budget the gates already close padding keys
+        row_valid = _to_rows(valid.unsqueeze(-1), sizes).squeeze(-1)
+        keys = row_valid if keys is None else keys & row_valid
+    if present is not None:
+        row_present = present[:, segments.clamp(min=0)].transpose(0, 1)
+        keys = row_present if keys is None else keys & row_present
+    if key_gate is not None:
+        # gates and value weights into rows together: one conversion
+        key_gate, value_weight = _to_rows(
+            torch.stack([key_gate, value_weight], -1), sizes).unbind(-1)
+    exchanged = _exchange(modules, rows, segments, key_gate, value_weight,
+                          keys)
+    per_set = []
+    for out, row, level_sizes in zip(outs, exchanged.unbind(0), sizes):
+        parts = row[:, :sum(level_sizes)].split(list(level_sizes), dim=1)
+        out['shared'] = dict(zip(mods, parts))
+        per_set += parts
+    stacked['shared'] = StackedLevels(stack_padded(per_set, num), valid)
     return outs, stacked
 
 
-def _by_level(x: torch.Tensor, levels: Tuple[int, int, int, int]
-              ) -> torch.Tensor:
-    """(L*M, B, N, ...) per (level, modality) -> (L*B, M*N, ...): each
-    level's modalities side by side, as one attention sees them."""
-    num_levels, num_mod, batch, num = levels
-    x = x.reshape(num_levels, num_mod, batch, num, -1).transpose(1, 2)
-    return x.reshape(num_levels * batch, num_mod * num, -1)
+def _to_rows(x: torch.Tensor,
+             sizes: Sequence[Sequence[int]]) -> torch.Tensor:
+    """(L*M, B, N, C) padded token sets -> (L, B, T, C) level rows: each
+    level's modalities side by side without their padding, rows padded to
+    the longest level (T = max_l sum_m N_lm), as one attention sees them.
+    One level is one row with no padding at all."""
+    num_mod, longest = len(sizes[0]), max(sum(s) for s in sizes)
+    rows = []
+    for level, level_sizes in enumerate(sizes):
+        parts = [
+            x[level * num_mod + i, :, :n] for i, n in enumerate(level_sizes)
+        ]
+        row = torch.cat(parts, 1)
+        if row.shape[1] < longest:
+            row = F.pad(row, (0, 0, 0, longest - row.shape[1]))
+        rows.append(row)
+    return torch.stack(rows) if len(rows) > 1 else rows[0].unsqueeze(0)
 
 
-def _exchange(modules: Sequence[IntraCED], shared_in: torch.Tensor,
-              key_gate: Optional[torch.Tensor],
+def _row_segments(sizes: Sequence[Sequence[int]],
+                  device: torch.device) -> torch.Tensor:
+    """Long (L, T): the modality index of every position of each level's
+    row, -1 for the padding of a shorter row."""
+    longest = max(sum(s) for s in sizes)
+
+    def row(level_sizes: Sequence[int]) -> torch.Tensor:
+        ids = list(range(len(level_sizes))) + [-1]
+        counts = list(level_sizes) + [longest - sum(level_sizes)]
+        return torch.cat([
+            torch.full((n, ), i, dtype=torch.long, device=device)
+            for i, n in zip(ids, counts) if n
+        ])
+
+    return torch.stack([row(level_sizes) for level_sizes in sizes])
+
+
+def _exchange(modules: Sequence[IntraCED], rows: torch.Tensor,
+              segments: torch.Tensor, key_gate: Optional[torch.Tensor],
               value_weight: Optional[torch.Tensor],
-              valid: Optional[torch.Tensor],
-              present: Optional[torch.Tensor]) -> torch.Tensor:
+              key_present: Optional[torch.Tensor]) -> torch.Tensor:
     """Cross-attention of every modality's shared queries to the other
     modalities' gated shared tokens of the same level (plus the null key),
     for all levels in one attention call with a block bias, then the
@@ -555,21 +599,23 @@ def _exchange(modules: Sequence[IntraCED], shared_in: torch.Tensor,
 
     Args:
         modules (Sequence[IntraCED]): L modules (one per level).
-        shared_in (Tensor): S of shape (L, M, B, N, d).
-        key_gate (Tensor, optional): (L*M, B, N) gates; None = open.
-        value_weight (Tensor, optional): (L*M, B, N) value scales.
-        valid (Tensor, optional): Bool (L*M, B, N), False for padding.
-        present (Tensor, optional): Bool (B, M); None = all present.
+        rows (Tensor): S of shape (L, B, T, d), level rows (see
+            :func:`_to_rows`).
+        segments (Tensor): Long (L, T) modality index per position, -1 for
+            row padding.
+        key_gate (Tensor, optional): (L, B, T) gates; None = open.
+        value_weight (Tensor, optional): (L, B, T) value scales.
+        key_present (Tensor, optional): Bool (L, B or 1, T), False for keys
+            that are padding or of absent modalities.
 
     Returns:
-        Tensor: S_hat of shape (L, M, B, N, d).
+        Tensor: S_hat of shape (L, B, T, d).
     """
     first = modules[0]
-    levels = shared_in.shape[:4]
-    num_levels, num_mod, batch, num = levels
-    dims, heads = first.embed_dims, first.num_heads
+    num_levels, batch, num, dims = rows.shape
+    heads = first.num_heads
     head_dims = dims // heads
-    queries = _by_level(shared_in, levels).reshape(num_levels, -1, dims)
+    queries = rows.reshape(num_levels, batch * num, dims)
     q = _linear(
         _layer_norm(queries, _stack(modules, lambda m: m.query_norm.weight),
                     _stack(modules, lambda m: m.query_norm.bias),
@@ -578,32 +624,21 @@ def _exchange(modules: Sequence[IntraCED], shared_in: torch.Tensor,
         _stack(modules, lambda m: m.q.bias))
     k, v = _linear(queries, _stack(modules, lambda m: m.kv.weight),
                    _stack(modules, lambda m: m.kv.bias)).chunk(2, dim=-1)
-    k = k.reshape(num_levels * batch, num_mod * num, dims)
-    v = v.reshape(num_levels * batch, num_mod * num, dims)
+    k = k.reshape(num_levels * batch, num, dims)
+    v = v.reshape(num_levels * batch, num, dims)
     if value_weight is not None:
-        v = v * _by_level(value_weight.unsqueeze(-1), levels)
+        v = v * value_weight.reshape(num_levels * batch, num, 1)
     null_key = _stack(modules, lambda m: m.null_key).expand(
         -1, batch, -1, -1).reshape(num_levels * batch, 1, dims)
     k = torch.cat([null_key, k], dim=1)
     v = F.pad(v, (0, 0, 1, 0))
-
-    segments = torch.arange(
-        num_mod, device=shared_in.device).repeat_interleave(num)
-    gate = None if key_gate is None else _by_level(
-        key_gate.unsqueeze(-1), levels).squeeze(-1)
-    keys_present = None
-    if present is not None:
-        keys_present = present[:, segments].repeat(num_levels, 1)
-    if valid is not None and key_gate is None:
-        # with a budget the gates already close padding keys
-        level_valid = _by_level(valid.unsqueeze(-1), levels).squeeze(-1)
-        keys_present = level_valid if keys_present is None else (
-            keys_present & level_valid)
-    bias = exchange_bias(segments, gate, keys_present, q.dtype)
+    bias = exchange_bias(segments, key_gate, key_present, q.dtype)
+    if bias.dim() == 4 and bias.shape[0] != num_levels * batch:
+        bias = bias.repeat_interleave(batch, dim=0)
 
     def split(x: torch.Tensor) -> torch.Tensor:
-        return x.view(num_levels * batch, -1, heads,
-                      head_dims).transpose(1, 2)
+        return x.reshape(num_levels * batch, -1, heads,
+                         head_dims).transpose(1, 2)
 
     attended = F.scaled_dot_product_attention(
         split(q), split(k), split(v), attn_mask=bias,
@@ -621,8 +656,7 @@ def _exchange(modules: Sequence[IntraCED], shared_in: torch.Tensor,
     hidden = _linear(hidden, _stack(ffn, lambda f: f[4].weight),
                      _stack(ffn, lambda f: f[4].bias))
     exchanged = exchanged + F.dropout(hidden, first.dropout, first.training)
-    return exchanged.view(num_levels, batch, num_mod, num,
-                          dims).transpose(1, 2)
+    return exchanged.view(num_levels, batch, num, dims)
 
 
 class IntraCEDLevels(nn.ModuleDict):
