@@ -130,6 +130,20 @@ def stack_padded(sets: Sequence[torch.Tensor], length: int) -> torch.Tensor:
     return torch.stack([_pad_tokens(t, length) for t in sets])
 
 
+def set_presence(present: torch.Tensor, num_levels: int) -> torch.Tensor:
+    """(B, M) modality presence -> (L*M, B) presence of every token set of
+    a :class:`StackedLevels` (level-major).
+
+    Args:
+        present (Tensor): Bool (B, M).
+        num_levels (int): L.
+
+    Returns:
+        Tensor: Bool (L*M, B).
+    """
+    return present.transpose(0, 1).repeat(num_levels, 1)
+
+
 class StackedLevels(NamedTuple):
     """Every (level, modality) token set of a model in one tensor.
 

@@ -14,7 +14,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from clcr_mm.registry import MODELS
-from ..utils import StackedLevels, check_number, masked_mean, stack_levels
+from ..utils import (StackedLevels, check_number, masked_mean, set_presence,
+                     stack_levels)
 
 # ``[level][modality]`` token sets, or the same already stacked
 TokenDict = Union[Dict[str, Dict[str, torch.Tensor]], StackedLevels]
@@ -118,11 +119,6 @@ def _present_mean(values: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
     return (values * weight).sum(-1) / weight.sum(-1).clamp(min=1)
 
 
-def _pair_presence(present: torch.Tensor, num_levels: int) -> torch.Tensor:
-    """(B, M) presence -> (L*M, B), level-major as :func:`stack_levels`."""
-    return present.transpose(0, 1).repeat(num_levels, 1)
-
-
 @MODELS.register_module()
 class SharedPrivateSeparationLoss(nn.Module):
     """Separation of shared and private subspaces, per level and modality.
@@ -174,7 +170,7 @@ class SharedPrivateSeparationLoss(nn.Module):
         """
         shared_t, valid = stack_levels(shared, modalities, token_masks)
         private_t, _ = stack_levels(private, modalities, token_masks)
-        present_t = _pair_presence(present,
+        present_t = set_presence(present,
                                    shared_t.shape[0] // len(modalities))
         # float32 whatever the autocast: Gram sums over the batch overflow
         # float16
@@ -300,7 +296,7 @@ class SharedAlignmentLoss(nn.Module):
         num_mod = len(modalities)
         num_levels = tokens.shape[0] // num_mod
         # (L, M, B, d), each modality centred over the samples it is in
-        weight = _pair_presence(present, num_levels).to(
+        weight = set_presence(present, num_levels).to(
             tokens.dtype).unsqueeze(-1)
         pooled = _centred(masked_mean(tokens, None, valid), weight)
         unit = F.normalize(pooled, dim=-1).view(num_levels, num_mod,
@@ -466,7 +462,7 @@ class PrivateLeakageAdversaryLoss(nn.Module):
         """
         num_mod = len(modalities)
         num_levels = self.hidden.shape[0]
-        weight = _pair_presence(present, num_levels).float().unsqueeze(-1)
+        weight = set_presence(present, num_levels).float().unsqueeze(-1)
 
         def features(tokens: TokenDict) -> torch.Tensor:
             stacked, valid = stack_levels(tokens, modalities, token_masks)

@@ -5,7 +5,8 @@ from .intra_ced import (IntraCED, IntraCEDLevels, TokenBudget,
 from .mmaction_necks import CLCRFusionNeck, clcr_regularisers
 
 __all__ = [
-    'IntraCED', 'IntraCEDLevels', 'TokenBudget', 'factorisation_layers', 'feed_forward',
+    'IntraCED', 'IntraCEDLevels', 'TokenBudget', 'factorisation_layers',
+    'feed_forward',
     'gate_bias', 'InterCAD',
     'ConcatFusion', 'LateFusion', 'CLCRFusionNeck', 'clcr_regularisers'
 ]

@@ -13,7 +13,8 @@ from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
 from ..utils import (LEVELS, StackedLevels, check_attention, check_positive,
-                     masked_mean, modality_presence, stack_levels)
+                     masked_mean, modality_presence, set_presence,
+                     stack_levels)
 
 Levels = Dict[str, Dict[str, torch.Tensor]]
 
@@ -219,8 +220,7 @@ class InterCAD(BaseModule):
         present = modality_presence(modality_mask, self.modalities, batch,
                                     shared.tokens.device)
         weights = present.to(shared.tokens.dtype)
-        # (L*M, B): each token set's presence, level-major
-        present_sets = present.transpose(0, 1).repeat(num_levels, 1)
+        present_sets = set_presence(present, num_levels)
 
         if self.synchronise:
             level_feats = self.synchronise_levels(shared, present).mean(2)

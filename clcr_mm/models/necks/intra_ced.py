@@ -379,7 +379,7 @@ class IntraCED(BaseModule):
             ``num_selected`` (dict m -> (B, ) tokens offered).
         """
         return intra_ced_batched([self], [tokens], modality_mask,
-                                 [token_masks])[0][0]
+                                 [token_masks], stack_shared=False)[0][0]
 
 
 def _stack(modules: Sequence[nn.Module], get) -> torch.Tensor:
@@ -423,8 +423,8 @@ def intra_ced_batched(
         tokens: Sequence[Dict[str, torch.Tensor]],
         modality_mask: Optional[torch.Tensor] = None,
         token_masks: Optional[Sequence[Optional[Dict[str,
-                                                    torch.Tensor]]]] = None
-) -> Tuple[List[dict], dict]:
+                                                    torch.Tensor]]]] = None,
+        stack_shared: bool = True) -> Tuple[List[dict], dict]:
     """Run L IntraCEDs of one layout (``batch_layout``) on their levels'
     tokens as one computation: the L x M token sets are zero-padded into
     one (L*M, B, N, d) tensor, each kind of parameter is stacked across
@@ -441,6 +441,9 @@ def intra_ced_batched(
         modality_mask (Tensor, optional): Bool (B, M), True = present.
         token_masks (Sequence[dict | None], optional): Per module, modality
             -> bool (B, N_lm), False for padding.
+        stack_shared (bool): Also stack the exchanged shared tokens (a copy
+            of all of them); False when only the per-level outputs are read
+            (one IntraCED alone), which leaves ``stacked['shared']`` None.
 
     Returns:
         tuple: Per module, the output of :meth:`IntraCED.forward`; and the
@@ -548,7 +551,8 @@ def intra_ced_batched(
         parts = row[:, :sum(level_sizes)].split(list(level_sizes), dim=1)
         out['shared'] = dict(zip(mods, parts))
         per_set += parts
-    stacked['shared'] = StackedLevels(stack_padded(per_set, num), valid)
+    stacked['shared'] = StackedLevels(stack_padded(per_set, num),
+                                      valid) if stack_shared else None
     return outs, stacked
 
 
@@ -698,7 +702,7 @@ class IntraCEDLevels(nn.ModuleDict):
                 modality_mask: Optional[torch.Tensor] = None,
                 token_masks: Optional[Dict[str, Dict[str,
                                                      torch.Tensor]]] = None
-                ) -> Dict[str, dict]:
+                ) -> Tuple[Dict[str, dict], dict]:
         """Args:
             levels (dict): ``levels[level][modality]`` tokens (B, N, d).
             modality_mask (Tensor, optional): Bool (B, M), True = present.
