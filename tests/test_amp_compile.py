@@ -5,8 +5,10 @@ a warning, the model traces under TorchDynamo's eager backend), plus the
 bfloat16 autocast the benchmark scripts use."""
 import logging
 import math
+import os
 import sys
 
+import pytest
 import torch
 from mmengine.config import Config
 from mmengine.logging import MMLogger
@@ -118,3 +120,44 @@ def test_bfloat16_autocast(tmp_path):
     assert math.isfinite(loss.item())
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.skipif(
+    not (torch.cuda.is_available() or os.environ.get('CLCR_TEST_INDUCTOR')),
+    reason='Inductor on the CPU compiles C++ for minutes; set '
+    'CLCR_TEST_INDUCTOR=1 to run it here')
+def test_fusion_compiles_with_inductor_and_matches_eager():
+    """``compile_fusion`` with Inductor, the backend GPU users get: the
+    graph from the tokens to the losses compiles (on the CPU, torch 2.11's
+    C++ vectoriser once failed on IntraCED's block bias) and gives eager's
+    losses and gradients, with the levels batched and one by one."""
+    from conftest import tiny_inputs, tiny_model_cfg, tiny_samples
+    from clcr_mm.registry import MODELS
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    inputs = {m: x.to(device) for m, x in tiny_inputs().items()}
+    samples = tiny_samples(masks=[dict(b=False), None, None, None])
+    for batch_levels in (True, False):
+        torch.manual_seed(0)
+        cfg = tiny_model_cfg(batch_levels=batch_levels)
+        cfg['intra_ced'] = dict(cfg['intra_ced'], dropout=0.0)
+        cfg['inter_cad'] = dict(cfg['inter_cad'], dropout=0.0)
+        eager = MODELS.build(cfg).to(device).train()
+        compiled = MODELS.build(dict(cfg, compile_fusion=True)).to(device)
+        compiled.load_state_dict(eager.state_dict())
+        compiled.train()
+        results = []
+        for model in (eager, compiled):
+            torch.manual_seed(1)  # the encoders' dropout
+            loss, log = model.parse_losses(model(inputs, samples, 'loss'))
+            loss.backward()
+            results.append((log, {n: p.grad for n, p in
+                                  model.named_parameters()
+                                  if p.grad is not None}))
+        (log_e, grads_e), (log_c, grads_c) = results
+        for key, value in log_e.items():
+            assert torch.allclose(log_c[key], value, atol=1e-4), key
+        assert grads_c.keys() == grads_e.keys()
+        for name, grad in grads_e.items():
+            assert torch.allclose(grads_c[name], grad, atol=1e-4,
+                                  rtol=1e-3), name
+        torch._dynamo.reset()

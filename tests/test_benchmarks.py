@@ -317,21 +317,82 @@ def test_op_count_report_fills_the_doc_section(tmp_path):
         report.main([str(rec)])
 
 
+def _assert_doc_table_is_the_records(pattern: str, tool) -> None:
+    """The table between ``tool``'s markers in docs/performance.md is what
+    ``tool.render`` makes of the committed records matching ``pattern``."""
+    import glob
+    report = _load('op_count_report')
+    paths = sorted(glob.glob(osp.join(REPO, 'docs', 'performance', pattern)))
+    assert paths, f'no {pattern} records under docs/performance'
+    names = [osp.relpath(p, osp.join(REPO, 'docs')) for p in paths]
+    table = tool.render(report.load(paths), names)
+    with open(osp.join(REPO, 'docs', 'performance.md')) as f:
+        text = f.read()
+    assert report.replace_section(text, table, 'performance.md', tool.BEGIN,
+                                  tool.END) == text, (
+        'docs/performance.md is out of date; regenerate its table with '
+        f'{tool.__file__}')
+
+
 def test_performance_doc_op_counts_are_the_records():
     """docs/performance.md's op-count table is regenerated from the
     committed records, not typed by hand."""
-    import glob
-    report = _load('op_count_report')
-    paths = sorted(glob.glob(osp.join(REPO, 'docs', 'performance',
-                                      'model_step_ops_*.json')))
-    assert paths, 'no op-count records under docs/performance'
-    names = [osp.relpath(p, osp.join(REPO, 'docs')) for p in paths]
-    table = report.render(report.load(paths), names)
-    with open(osp.join(REPO, 'docs', 'performance.md')) as f:
-        text = f.read()
-    assert report.replace_section(text, table, 'performance.md') == text, (
-        'docs/performance.md is out of date; regenerate it with '
-        'tools/benchmark/op_count_report.py')
+    _assert_doc_table_is_the_records('model_step_ops_*.json',
+                                     _load('op_count_report'))
+
+
+def test_step_dispatches_counts_eager_and_compiled_steps(tiny_config,
+                                                         tmp_path):
+    """The profiler-based count of a step: eager, it sees every top-level
+    aten op (no more than the dispatch mode's count, which also sees the
+    ops composite ops make); with ``compile_fusion`` it reports the
+    compiled graphs entered. TorchDynamo's eager backend needs no C++
+    compiler, so no Inductor kernels here."""
+    tool = _load('step_dispatches')
+    out = tmp_path / 'dispatches.json'
+    record = tool.main(['--config', tiny_config, *TINY_ARGS,
+                        '--compile-backend', 'eager', '--out', str(out)])
+    assert json.loads(out.read_text())['results'] == record['results']
+    res = record['results']
+    for variant in ('clcr', 'late'):
+        eager, compiled = res[variant]['eager'], res[variant]['compiled']
+        assert eager['aten_ops'] > 0 and eager['compiled_regions'] == 0
+        assert eager['compiled_kernels'] == 0
+        assert eager['host_dispatches'] == eager['aten_ops']
+        assert eager['device_kernels'] is None
+        assert compiled['compiled_regions'] > 0
+        assert not compiled['recompiled']
+    assert res['clcr']['eager']['aten_ops'] > res['late']['eager']['aten_ops']
+    assert record['over_late_eager']['late/eager'] == 1.0
+    # the same model counted by model_step.py's dispatch mode
+    model_step = _load('model_step')
+    args = model_step.parse_args(['--config', tiny_config, *TINY_ARGS])
+    setup = model_step.prepare(args)
+    bu = _load('bench_utils')
+    torch.manual_seed(0)
+    model = bu.build_model(setup['model_cfg'], torch.device('cpu'))
+    batch = model_step.make_batch(setup['shapes'], 2, setup['num_classes'],
+                                  setup['regression'], 0)
+    counted = sum(model_step.count_aten_ops(model, batch).counts.values())
+    assert res['clcr']['eager']['aten_ops'] <= counted
+    # the table goes between the markers, one row per variant and mode
+    doc = tmp_path / 'perf.md'
+    doc.write_text(f'x\n{tool.BEGIN}\nold\n{tool.END}\ny\n')
+    tool.main(['--doc', str(doc), '--records', str(out)])
+    text = doc.read_text()
+    assert 'old' not in text and text.endswith(f'{tool.END}\ny\n')
+    eager = res['clcr']['eager']
+    ratio = record['over_late_eager']['clcr/eager']
+    assert (f"| clcr | eager | {eager['aten_ops']:,} | 0 | "
+            f"{eager['host_dispatches']:,} | {ratio:.2f}× |  |") in text
+    assert '| late | compile_fusion (eager) |' in text
+
+
+def test_performance_doc_step_dispatches_are_the_records():
+    """docs/performance.md's compiled-step table is the committed
+    records', written by step_dispatches.py --doc."""
+    _assert_doc_table_is_the_records('step_dispatches_*.json',
+                                     _load('step_dispatches'))
 
 
 def _device() -> str:
@@ -381,6 +442,14 @@ def test_gpu_check_amp_and_compile_parts(tiny_config, tmp_path):
     assert late['loss_forward_graphs'] >= 1
     assert late['loss_forward_graph_breaks'] >= 0
     assert _positive(late['compiled_over_eager'])
+    # kernels of one whole train_step (optimizer included), eager and
+    # compiled; the compiled one ran through compiled graphs
+    launches = late['train_step_launches']
+    assert launches['eager']['host_dispatches'] > 0
+    assert launches['eager']['compiled_regions'] == 0
+    assert launches['compiled']['compiled_regions'] > 0
+    assert (launches['eager']['device_kernels'] is None) == (
+        _device() == 'cpu')
 
 
 def test_gpu_check_amp_clcr(tiny_config, tmp_path):

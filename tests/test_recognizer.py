@@ -1,5 +1,7 @@
 """CLCRRecognizer end to end: modes, losses, missing modalities, ablations,
 baselines and clear errors for mismatched configs."""
+from copy import deepcopy
+
 import pytest
 import torch
 from conftest import tiny_inputs, tiny_model_cfg, tiny_samples
@@ -275,9 +277,10 @@ def test_fusion_has_no_graph_breaks(training):
 
 
 def test_compiled_fusion_trains_and_matches_eager():
-    """``compile_fusion`` compiles the fusion modules in place with
-    fullgraph=True (which raises on any graph break); same losses as eager,
-    same state dict keys."""
+    """``compile_fusion`` compiles everything after the encoder as one
+    graph with fullgraph=True (which raises on any graph break); same losses
+    as eager, same state dict keys; a deep copy (an EMA model) runs its own
+    parameters, not the original's."""
     torch.manual_seed(0)
     adv = dict(type='PrivateLeakageAdversaryLoss')
     eager = MODELS.build(tiny_model_cfg(loss_adv=adv))
@@ -297,6 +300,12 @@ def test_compiled_fusion_trains_and_matches_eager():
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
     assert compiled.inter_cad.anchors.grad.abs().sum() > 0
     assert compiled.loss_adv.readout.grad.abs().sum() > 0
+    copy = deepcopy(compiled).eval()
+    with torch.no_grad():
+        copy.cls_head.fc.bias.add_(1.0)
+        shifted = copy(inputs, samples, mode='tensor')
+        original = compiled.eval()(inputs, samples, mode='tensor')
+    assert torch.allclose(shifted, original + 1.0, atol=1e-5)
 
 
 @pytest.mark.parametrize('masks', [None, [dict(b=False), None, None, None]])
@@ -347,3 +356,25 @@ def test_budget_ratios_get_no_weight_decay(schedule):
     assert all(decay[id(p)] == 0 for p in logits)
     scorer = model.intra_ced['deep'].budgets['a'].scorer.weight
     assert decay[id(scorer)] == cfg.optim_wrapper.optimizer.weight_decay > 0
+
+
+def test_ema_copy_of_the_model_runs_its_own_encoder():
+    """mmengine's EMAHook averages a deep copy of the model: the copy's
+    encoder taps must fill the copy, not the original (they did not while
+    the tap hooks were closures over the original)."""
+    from mmengine.model import ExponentialMovingAverage
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_model_cfg()).eval()
+    ema = ExponentialMovingAverage(model, momentum=0.5)
+    inputs, samples = tiny_inputs(), tiny_samples()
+    with torch.no_grad():
+        expected = model(inputs, samples, mode='tensor')
+        assert torch.allclose(
+            ema.module(inputs, samples, mode='tensor'), expected)
+        ema.update_parameters(model)  # the first update copies
+        for param in model.parameters():
+            param.mul_(0.5)
+        ema.update_parameters(model)  # then averages
+        assert not torch.allclose(
+            ema.module(inputs, samples, mode='tensor'),
+            model(inputs, samples, mode='tensor'))

@@ -5,8 +5,10 @@
   loss scale, step time, whether every gradient stayed finite.
 * ``compile``: eager steps, then ``model.train_step`` compiled exactly as
   mmengine's Runner does for ``compile = dict(...)`` in a config; first
-  (compiling) step, steady step time, and the graph breaks TorchDynamo
-  reports for the loss-mode forward.
+  (compiling) step, steady step time, the graph breaks TorchDynamo
+  reports for the loss-mode forward, and the kernels one whole
+  ``train_step`` launches eager and compiled (``step_dispatches.py``'s
+  profiler count: host dispatches, and GPU kernels on CUDA).
 * ``ddp``: run by ``torchrun``; mmengine's ``init_dist`` and
   ``MMDistributedDataParallel`` with DDP's defaults
   (``find_unused_parameters=False``), two steps per variant (DDP reports an
@@ -37,6 +39,7 @@ import torch
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 import bench_utils as bu  # noqa: E402
 import model_step as ms  # noqa: E402
+import step_dispatches as sd  # noqa: E402
 
 PARTS = ('amp', 'compile', 'ddp', 'merge')
 AMP_DTYPES = ('float16', 'bfloat16')
@@ -162,6 +165,8 @@ def compile_part(args: argparse.Namespace) -> Dict[str, Any]:
         optim = ms.build_optim_wrapper(model, setup['cfg'], device, False)
         eager = _timed_steps(lambda: model.train_step(batch, optim), device,
                              args.steps)
+        eager_launches = sd.count_step(
+            lambda: model.train_step(batch, optim), device, warmup=0)
         data = model.data_preprocessor(batch, True)
         explained = torch._dynamo.explain(
             lambda d: model(**d, mode='loss'))(data)
@@ -174,6 +179,11 @@ def compile_part(args: argparse.Namespace) -> Dict[str, Any]:
         results[variant] = dict(
             eager=eager,
             compiled=compiled,
+            train_step_launches=dict(
+                eager=eager_launches,
+                compiled=sd.count_step(
+                    lambda: model.train_step(batch, optim), device,
+                    warmup=0)),
             first_compiled_step_ms=compiled['step_ms'][0],
             compiled_over_eager=compiled['steady_step_ms'] /
             eager['steady_step_ms'],

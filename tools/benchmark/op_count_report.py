@@ -76,16 +76,17 @@ def _config(record: Dict[str, Any]) -> str:
     return cell
 
 
-def replace_section(text: str, table: str, doc: str) -> str:
-    """Put ``table`` between the markers of ``text``.
+def replace_section(text: str, table: str, doc: str, begin: str = BEGIN,
+                    end: str = END) -> str:
+    """Put ``table`` between the markers ``begin`` and ``end`` of ``text``.
 
     Raises:
         ValueError: The markers are missing or out of order (names ``doc``).
     """
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise ValueError(f'{doc} has no {BEGIN} ... {END} section to fill')
-    return text[:start + len(BEGIN)] + '\n' + table + text[end:]
+    first, last = text.find(begin), text.find(end)
+    if first < 0 or last < first:
+        raise ValueError(f'{doc} has no {begin} ... {end} section to fill')
+    return text[:first + len(begin)] + '\n' + table + text[last:]
 
 
 def load(paths: Sequence[str]) -> List[Dict[str, Any]]:

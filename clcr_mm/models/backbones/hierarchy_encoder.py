@@ -6,6 +6,7 @@ turns each tap into tokens of one common width with the same normalisation
 and embedding scheme in every modality, the "common basis for interaction"
 on which IntraCED and InterCAD work.
 """
+import functools
 import os.path as osp
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -252,18 +253,18 @@ class ModalityEncoder(nn.Module):
                 f'{[n for n in modules if n and "." not in n]}')
         self.taps = tuple(taps)
         self._tapped: Dict[str, torch.Tensor] = {}
-        # one hook per module: a tap may serve several levels
+        # one hook per module: a tap may serve several levels. A partial of
+        # a bound method, not a closure: a deep copy of the model (an EMA
+        # model) rebinds it to the copy, so the copy reads its own taps.
         for tap in dict.fromkeys(self.taps):
-            modules[tap].register_forward_hook(self._make_hook(tap))
+            modules[tap].register_forward_hook(
+                functools.partial(self._store_tap, tap))
         self.pretrained = pretrained
         self.pretrained_prefix = pretrained_prefix
 
-    def _make_hook(self, tap: str):
-
-        def hook(module, args, output):
-            self._tapped[tap] = output
-
-        return hook
+    def _store_tap(self, tap: str, module: nn.Module, args: tuple,
+                   output: torch.Tensor) -> None:
+        self._tapped[tap] = output
 
     def init_weights(self) -> None:
         """Initialise the backbone, then load the local checkpoint if any."""

@@ -268,8 +268,10 @@ def exchange_bias(segments: torch.Tensor, key_gate: Optional[torch.Tensor],
         Tensor: Bias of shape (T, 1 + T) (one level, nothing per sample),
         (L, 1, T, 1 + T) or (L * B, 1, T, 1 + T).
     """
-    own = segments[:, :, None] == segments[:, None, :]
-    own = F.pad(own, (1, 0), value=False)
+    # the null key in front as segment -2, which no query has; padding the
+    # ids, not the bool mask, also keeps Inductor's CPU vectoriser (torch
+    # 2.11) off a bool pad it cannot compile
+    own = segments[:, :, None] == F.pad(segments, (1, 0), value=-2)[:, None]
     bias = torch.zeros(own.shape, dtype=dtype,
                        device=segments.device).masked_fill(own, float('-inf'))
     if key_gate is None and key_present is None:

@@ -48,15 +48,16 @@ class CLCRRecognizer(BaseModel):
             (``modalities`` and ``embed_dims`` filled in): an adversary that
             reads other modalities' private features from each exchanged
             shared subspace, trained against by gradient reversal.
-        compile_fusion (bool | dict): Compile IntraCED, InterCAD (or the
-            baseline fusion), the head and the regularisers with
-            ``torch.compile(fullgraph=True)``, each module in place (state
-            dict keys unchanged); a dict gives ``torch.compile`` keyword
-            arguments (e.g. ``dict(mode='max-autotune')``). Every shape there
-            is static and nothing reads the device, so each compiles to one
-            graph (Inductor fuses it into few kernels, CUDA graphs apply).
-            The encoders are compiled with the rest through mmengine's
-            runner-level ``compile`` option. Defaults to False.
+        compile_fusion (bool | dict): Compile everything after the
+            encoder, IntraCED, InterCAD (or the baseline fusion), the head's
+            scores and the regularisers, as one graph with
+            ``torch.compile(fullgraph=True)`` (state dict keys unchanged); a
+            dict gives ``torch.compile`` keyword arguments (e.g.
+            ``dict(mode='max-autotune')``). Every shape there is static and
+            nothing reads the device, so Inductor fuses it into few kernels
+            and CUDA graphs apply. The encoders are compiled with the rest
+            through mmengine's runner-level ``compile`` option. Defaults to
+            False.
         batch_levels (bool | str): Run the levels' IntraCEDs as one
             batched computation (fewer kernels, padded FLOPs): True, False
             or ``'auto'`` (on accelerators, not on the CPU); see
@@ -123,6 +124,9 @@ class CLCRRecognizer(BaseModel):
         self.loss_align = MODELS.build(loss_align) if loss_align else None
         self.loss_level = MODELS.build(loss_level) if loss_level else None
         self.loss_adv = build(loss_adv)
+        # compiled entry points by name (unbound: a deep copy of the model,
+        # e.g. an EMA, passes itself and gets its own guards)
+        self._compiled = {}
         if compile_fusion:
             self._compile_fusion(
                 compile_fusion if isinstance(compile_fusion, dict) else {})
@@ -136,15 +140,21 @@ class CLCRRecognizer(BaseModel):
                 f'among the model modalities {self.modalities}')
 
     def _compile_fusion(self, options: dict) -> None:
+        # One graph from the tokens to the scores and the regularisers,
+        # not one per module: Inductor fuses across the modules, and no
+        # tensor crosses a graph boundary (where each output that gets no
+        # gradient costs a zero tangent in backward).
         options = dict(fullgraph=True, **options)
-        modules = [self.inter_cad, self.fusion, self.cls_head, self.loss_sep,
-                   self.loss_cross, self.loss_budget, self.loss_align,
-                   self.loss_level, self.loss_adv]
-        if self.intra_ced is not None:
-            modules.append(self.intra_ced)
-        for module in modules:
-            if module is not None:
-                module.compile(**options)
+        for name in ('_fuse', '_fuse_for_loss'):
+            self._compiled[name] = torch.compile(
+                getattr(type(self), name), **options)
+
+    def _run(self, name: str, *args):
+        """Call the method ``name``, compiled where ``compile_fusion``
+        asked for it."""
+        compiled = self._compiled.get(name)
+        return compiled(self, *args) if compiled else getattr(self,
+                                                              name)(*args)
 
     # ------------------------------------------------------------------
     # inputs and modality masks
@@ -267,6 +277,17 @@ class CLCRRecognizer(BaseModel):
             (``[level][modality]`` (B*V, N) validity, or None) and
             ``num_views``.
         """
+        levels, mask, token_masks, num_views = self._encode(
+            inputs, data_samples)
+        return dict(
+            self._run('_fuse', levels, mask, token_masks),
+            num_views=num_views)
+
+    def _encode(self, inputs: Dict[str, torch.Tensor],
+                data_samples: Optional[SampleList]) -> tuple:
+        """Fold the views, build the modality mask, zero absent inputs and
+        encode: ``(levels, mask, token_masks, num_views)`` (see
+        :meth:`extract_feat`)."""
         batch = next(iter(inputs.values())).shape[0]
         inputs, num_views = self._fold_views(inputs)
         device = next(iter(inputs.values())).device
@@ -274,20 +295,30 @@ class CLCRRecognizer(BaseModel):
         inputs = self._zero_missing(inputs, mask)
         lengths = self._lengths(data_samples, num_views, device)
         if lengths is None:
-            levels = self.backbone(inputs)
-            token_masks = None
-        else:
-            levels, token_masks = self.backbone(
-                inputs, lengths=lengths, return_token_masks=True)
+            return self.backbone(inputs), mask, None, num_views
+        levels, token_masks = self.backbone(
+            inputs, lengths=lengths, return_token_masks=True)
+        return levels, mask, token_masks, num_views
+
+    def _fuse(self, levels: dict, mask: Optional[torch.Tensor],
+              token_masks: Optional[dict]) -> dict:
+        """The fusion of the encoder's levels: a baseline neck, or
+        IntraCED + InterCAD; :meth:`extract_feat`'s dict without
+        ``num_views``."""
         if self.fusion is not None:
             fused = self.fusion(levels, mask) if token_masks is None else \
                 self.fusion(levels, mask, token_masks=token_masks)
             return dict(fused=fused, levels=levels, intra=None, stacked=None,
-                        mask=mask, token_masks=token_masks,
-                        num_views=num_views)
-        feats = fuse_levels(self.intra_ced, self.inter_cad, levels, mask,
-                            token_masks)
-        return dict(feats, num_views=num_views)
+                        mask=mask, token_masks=token_masks)
+        return fuse_levels(self.intra_ced, self.inter_cad, levels, mask,
+                           token_masks)
+
+    def _fuse_for_loss(self, levels: dict, mask: Optional[torch.Tensor],
+                       token_masks: Optional[dict]
+                       ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        """The head's scores and the regularisers of the fused levels."""
+        feats = self._fuse(levels, mask, token_masks)
+        return self.cls_head(feats['fused']), self.regularisers(feats)
 
     def forward(self,
                 inputs: Dict[str, torch.Tensor],
@@ -311,14 +342,14 @@ class CLCRRecognizer(BaseModel):
              data_samples: SampleList) -> Dict[str, torch.Tensor]:
         """Task loss plus every configured regulariser, each under its own
         key, plus the realised token budgets for the log."""
-        feats = self.extract_feat(inputs, data_samples)
-        if feats['num_views'] > 1:
-            data_samples = [
-                s for s in data_samples for _ in range(feats['num_views'])
-            ]
-        scores = self.cls_head(feats['fused'])
+        levels, mask, token_masks, num_views = self._encode(
+            inputs, data_samples)
+        if num_views > 1:
+            data_samples = [s for s in data_samples for _ in range(num_views)]
+        scores, regularisers = self._run('_fuse_for_loss', levels, mask,
+                                         token_masks)
         losses = self.cls_head.loss_by_feat(scores, data_samples)
-        losses.update(self.regularisers(feats))
+        losses.update(regularisers)
         return losses
 
     def regularisers(self, feats: dict) -> Dict[str, torch.Tensor]:
