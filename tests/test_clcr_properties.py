@@ -676,3 +676,50 @@ def test_leakage_adversary_reverses_the_gradient_into_shared():
 def test_bad_config_values_fail_at_build_naming_the_field(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+@pytest.mark.parametrize('contiguous_grads', [False, True])
+def test_stack_equals_torch_stack_with_a_one_op_backward(contiguous_grads):
+    """``models.utils.stack``: torch.stack's values and gradients (also
+    for parameters used transposed, as the batched IntraCED uses its
+    weights), with one unbind backward instead of a select per input, and
+    the same under torch.compile with or without gradients (TorchDynamo
+    once stacked only the first input of the autograd.Function)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from clcr_mm.models.utils import stack
+
+    class Ops(TorchDispatchMode):
+
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    weights = [torch.randn(5, 3, requires_grad=True) for _ in range(4)]
+    x = torch.randn(4, 2, 3)
+    grads, backward_ops = [], []
+    for fn in (torch.stack, lambda t: stack(t, contiguous_grads)):
+        out = torch.bmm(x, fn(weights).transpose(1, 2))
+        assert out.shape == (4, 2, 5)
+        ops = Ops()
+        with ops:
+            out.pow(2).sum().backward()
+        grads.append([w.grad.clone() for w in weights])
+        backward_ops.append(ops.names)
+        for w in weights:
+            w.grad = None
+    for expected, got in zip(*grads):
+        assert torch.allclose(got, expected)
+        assert got.is_contiguous() or not contiguous_grads
+    theirs, ours = backward_ops
+    assert theirs.count('aten.select') == len(weights)
+    assert ours.count('aten.unbind') == 1 and 'aten.select' not in ours
+    compiled = torch.compile(lambda *t: stack(t, contiguous_grads),
+                             fullgraph=True, backend='eager')
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad):
+            assert torch.equal(compiled(*weights), torch.stack(weights))
+    torch._dynamo.reset()

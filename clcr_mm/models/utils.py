@@ -93,7 +93,7 @@ def pad_stack(sets: Sequence[torch.Tensor],
     masks = list(masks) if masks is not None else [None] * len(sets)
     if all(t.shape[1] == longest for t in sets) and all(
             mask is None for mask in masks):
-        return torch.stack(list(sets)), None
+        return stack(sets), None
 
     stacked = stack_padded(sets, longest)
     # row n-1 of a lower-triangular matrix holds n leading Trues: every
@@ -108,6 +108,54 @@ def pad_stack(sets: Sequence[torch.Tensor],
             for i, mask in enumerate(masks)
         ])
     return stacked, valid
+
+
+class _Stack(torch.autograd.Function):
+    """``torch.stack`` along dim 0 whose backward is one ``unbind``:
+    autograd's own backward of stack selects each input's gradient with
+    one op per input, host work that grows with every stacked parameter
+    and token set."""
+
+    @staticmethod
+    def forward(ctx, *tensors: torch.Tensor) -> torch.Tensor:
+        return torch.stack(tensors)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return grad.unbind(0)
+
+
+class _StackContiguousGrads(_Stack):
+    """:class:`_Stack` that hands every input a contiguous gradient."""
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        return grad.contiguous().unbind(0)
+
+
+def stack(tensors: Sequence[torch.Tensor],
+          contiguous_grads: bool = False) -> torch.Tensor:
+    """``torch.stack(tensors)`` (dim 0, same values and gradients) with a
+    one-op backward; see :class:`_Stack`.
+
+    Args:
+        tensors (Sequence[Tensor]): Tensors of one shape.
+        contiguous_grads (bool): Hand every input a contiguous gradient,
+            made by one copy of the stacked gradient. For parameters used
+            transposed (``x @ W^T``): autograd would otherwise copy each
+            one's gradient to the parameter's layout, one copy per
+            parameter.
+
+    Returns:
+        Tensor: (len(tensors), *shape).
+    """
+    if torch.compiler.is_compiling() or not torch.is_grad_enabled():
+        # a compiled graph derives its own backward; and TorchDynamo
+        # (torch 2.11) traces an autograd.Function's varargs wrongly when
+        # no input needs a gradient (it stacks only the first)
+        return torch.stack(list(tensors))
+    function = _StackContiguousGrads if contiguous_grads else _Stack
+    return function.apply(*tensors)
 
 
 def _pad_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
@@ -127,7 +175,7 @@ def stack_padded(sets: Sequence[torch.Tensor], length: int) -> torch.Tensor:
     Returns:
         Tensor: The stacked sets.
     """
-    return torch.stack([_pad_tokens(t, length) for t in sets])
+    return stack([_pad_tokens(t, length) for t in sets])
 
 
 def set_presence(present: torch.Tensor, num_levels: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
 from ..utils import (StackedLevels, check_attention, check_modalities,
-                     check_positive, modality_presence, pad_stack,
+                     check_positive, modality_presence, pad_stack, stack,
                      stack_levels, stack_padded)
 
 
@@ -388,7 +388,7 @@ def _stack(modules: Sequence[nn.Module], get) -> torch.Tensor:
     """One tensor of a parameter of every module (a leading module axis):
     one op forward and one backward, where per-module layers cost several
     each."""
-    return torch.stack([get(module) for module in modules])
+    return stack([get(module) for module in modules], contiguous_grads=True)
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor,
@@ -565,16 +565,20 @@ def _to_rows(x: torch.Tensor,
     the longest level (T = max_l sum_m N_lm), as one attention sees them.
     One level is one row with no padding at all."""
     num_mod, longest = len(sizes[0]), max(sum(s) for s in sizes)
+    # one unbind, whose backward is one stack, where indexing each set
+    # costs a full-size zero gradient per set
+    sets = x.unbind(0)
     rows = []
     for level, level_sizes in enumerate(sizes):
         parts = [
-            x[level * num_mod + i, :, :n] for i, n in enumerate(level_sizes)
+            sets[level * num_mod + i][:, :n]
+            for i, n in enumerate(level_sizes)
         ]
         row = torch.cat(parts, 1)
         if row.shape[1] < longest:
             row = F.pad(row, (0, 0, 0, longest - row.shape[1]))
         rows.append(row)
-    return torch.stack(rows) if len(rows) > 1 else rows[0].unsqueeze(0)
+    return stack(rows) if len(rows) > 1 else rows[0].unsqueeze(0)
 
 
 def _row_segments(sizes: Sequence[Sequence[int]],
