@@ -378,3 +378,44 @@ def test_ema_copy_of_the_model_runs_its_own_encoder():
         assert not torch.allclose(
             ema.module(inputs, samples, mode='tensor'),
             model(inputs, samples, mode='tensor'))
+
+
+def test_compiled_fusion_trains_under_ddp_defaults(tmp_path):
+    """``compile_fusion`` inside mmengine's DDP wrapper with DDP's defaults
+    (find_unused_parameters=False): two steps, every trainable parameter
+    gets its gradient through the compiled graph's backward, and the
+    losses are the eager model's."""
+    import torch.distributed as dist
+    from mmengine.model import MMDistributedDataParallel
+    from mmengine.optim import OptimWrapper
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store',
+                            rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        cfg = tiny_model_cfg()
+        cfg['intra_ced'] = dict(cfg['intra_ced'], dropout=0.0)
+        cfg['inter_cad'] = dict(cfg['inter_cad'], dropout=0.0)
+        inputs, samples = tiny_inputs(), tiny_samples()
+        losses = []
+        for compile_fusion in (False, dict(backend='eager')):
+            torch.manual_seed(0)
+            model = MODELS.build(dict(cfg, compile_fusion=compile_fusion))
+            ddp = MMDistributedDataParallel(
+                module=model, find_unused_parameters=False)
+            optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.1))
+            run = []
+            for _ in range(2):
+                torch.manual_seed(1)  # the encoders' dropout
+                loss, _ = model.parse_losses(
+                    ddp(inputs, samples, mode='loss'))
+                optim.backward(loss)
+                missing = [n for n, p in model.named_parameters()
+                           if p.requires_grad and p.grad is None]
+                assert not missing, missing
+                optim.step()
+                optim.zero_grad()
+                run.append(float(loss))
+            losses.append(run)
+        assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+    finally:
+        dist.destroy_process_group()
