@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 
 LEVELS = ('shallow', 'mid', 'deep')
+# ``levels[level][modality]``: token sets (B, N, d), or their masks (B, N)
+Levels = Dict[str, Dict[str, torch.Tensor]]
 
 Number = Union[int, float]
 
@@ -205,12 +207,9 @@ class StackedLevels(NamedTuple):
     valid: Optional[torch.Tensor]
 
 
-def stack_levels(tokens: Union['StackedLevels', Dict[str, Dict[str,
-                                                              torch.Tensor]]],
+def stack_levels(tokens: Union['StackedLevels', Levels],
                  modalities: Sequence[str],
-                 token_masks: Optional[Dict[str, Dict[str,
-                                                      torch.Tensor]]] = None
-                 ) -> StackedLevels:
+                 token_masks: Optional[Levels] = None) -> StackedLevels:
     """``[level][modality]`` token sets as one :class:`StackedLevels`, so
     work on all of them runs as a few batched ops; already stacked tokens
     (IntraCED's own layout) pass through without a copy.

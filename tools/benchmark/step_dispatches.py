@@ -30,12 +30,11 @@ Example::
         --records docs/performance/step_dispatches_*.json
 """
 import argparse
-import json
 import os.path as osp
 import sys
 import time
 from collections import Counter
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import torch
 

@@ -20,7 +20,7 @@ from mmengine.runner import CheckpointLoader
 from mmengine.utils.dl_utils.parrots_wrapper import _BatchNorm
 
 from clcr_mm.registry import MODELS
-from ..utils import LEVELS, check_modalities
+from ..utils import LEVELS, Levels, check_modalities
 from .temporal_encoder import steps_mask
 
 # How a modality's input and taps are laid out:
@@ -31,8 +31,6 @@ from .temporal_encoder import steps_mask
 #               taps (B, C, h, w).
 #   'sequence': input (B, L, D) (feature sequences); taps (B, C, L).
 LAYOUTS = ('video', 'image', 'sequence')
-
-Levels = Dict[str, Dict[str, torch.Tensor]]
 
 
 def build_tap_norm(norm_cfg: Optional[dict], channels: int) -> nn.Module:
@@ -587,11 +585,11 @@ class CLCRHierarchyEncoder(BaseModule):
         if unknown:
             raise KeyError(f'lengths given for {sorted(unknown)}, which are '
                            f'not among the modalities {self.modalities}')
-        levels: Dict[str, Dict[str, torch.Tensor]] = {
+        levels: Levels = {
             l: {}
             for l in self.levels
         }
-        token_masks: Dict[str, Dict[str, torch.Tensor]] = {
+        token_masks: Levels = {
             l: {}
             for l in self.levels
         }

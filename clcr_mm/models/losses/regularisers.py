@@ -7,19 +7,19 @@ component and one-token levels, the cross-level term is batch-centred (the
 anchors, the same for every sample, drop out), and the alignment term
 compares batch-centred pooled shared features across modalities.
 """
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from clcr_mm.registry import MODELS
-from ..utils import (StackedLevels, check_number, masked_mean, set_presence,
-                     stack_levels)
+from ..utils import (Levels, StackedLevels, check_number, masked_mean,
+                     set_presence, stack_levels)
 
 # ``[level][modality]`` token sets, or the same already stacked
-TokenDict = Union[Dict[str, Dict[str, torch.Tensor]], StackedLevels]
-MaskDict = Optional[Dict[str, Dict[str, torch.Tensor]]]
+TokenDict = Union[Levels, StackedLevels]
+MaskDict = Optional[Levels]
 
 
 def _check_weight(where: str, loss_weight: float) -> None:

@@ -4,7 +4,7 @@ Brings the three levels to one semantic scale with learned anchors, fuses
 the levels' shared representations with sample-dependent weights, and gates
 each modality-level private summary into one compact task representation.
 """
-from typing import Dict, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -12,11 +12,9 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
-from ..utils import (LEVELS, StackedLevels, check_attention, check_positive,
-                     masked_mean, modality_presence, set_presence,
-                     stack_levels)
-
-Levels = Dict[str, Dict[str, torch.Tensor]]
+from ..utils import (LEVELS, Levels, StackedLevels, check_attention,
+                     check_positive, masked_mean, modality_presence,
+                     set_presence, stack_levels)
 
 
 @MODELS.register_module()

@@ -12,7 +12,7 @@ would be read from the device, so there is no host sync, no graph break
 under ``torch.compile`` and one attention call per level.
 """
 import math
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
-from ..utils import (StackedLevels, check_attention, check_modalities,
-                     check_positive, modality_presence, pad_stack, stack,
-                     stack_levels, stack_padded)
+from ..utils import (Levels, StackedLevels, check_attention,
+                     check_modalities, check_positive, modality_presence,
+                     pad_stack, stack, stack_levels, stack_padded)
 
 
 class TokenBudget(nn.Module):
@@ -384,27 +384,33 @@ class IntraCED(BaseModule):
                                  [token_masks], stack_shared=False)[0][0]
 
 
-def _stack(modules: Sequence[nn.Module], get) -> torch.Tensor:
+def _stack(params: Iterable[torch.Tensor]) -> torch.Tensor:
     """One tensor of a parameter of every module (a leading module axis):
     one op forward and one backward, where per-module layers cost several
     each."""
-    return stack([get(module) for module in modules], contiguous_grads=True)
+    return stack(list(params), contiguous_grads=True)
 
 
-def _linear(x: torch.Tensor, weight: torch.Tensor,
-            bias: torch.Tensor) -> torch.Tensor:
-    """Per-group linear layer: (G, R, C_in) x (G, C_out, C_in) weights
-    (``nn.Linear`` layout) + (G, C_out) bias -> (G, R, C_out)."""
-    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+def _linear(x: torch.Tensor, linears: Sequence[nn.Linear]) -> torch.Tensor:
+    """Per-group linear layers, one grouped product: x (G, R, C_in) and the
+    G groups' ``nn.Linear`` in order, k per group whose outputs are
+    concatenated (e.g. ``[W_s; W_p]``) -> (G, R, k * C_out)."""
+    groups, channels = x.shape[0], x.shape[-1]
+    weight = _stack(lin.weight for lin in linears).view(groups, -1, channels)
+    bias = _stack(lin.bias for lin in linears).view(groups, 1, -1)
+    return torch.baddbmm(bias, x, weight.transpose(1, 2))
 
 
-def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                eps: float) -> torch.Tensor:
-    """Per-group LayerNorm over the last dim: x (G, R, *S) with affine
-    weight and bias (G, *S)."""
+def _layer_norm(x: torch.Tensor,
+                norms: Sequence[nn.LayerNorm]) -> torch.Tensor:
+    """Per-group LayerNorms over the last dim: x (G, R, *S) and the G
+    groups' ``nn.LayerNorm`` in order, prod(S[:-1]) per group (one per
+    slice of the last dim)."""
+    groups, shape = x.shape[0], x.shape[2:]
+    weight = _stack(norm.weight for norm in norms).view(groups, 1, *shape)
+    bias = _stack(norm.bias for norm in norms).view(groups, 1, *shape)
     return torch.addcmul(
-        bias.unsqueeze(1), F.layer_norm(x, x.shape[-1:], eps=eps),
-        weight.unsqueeze(1))
+        bias, F.layer_norm(x, x.shape[-1:], eps=norms[0].eps), weight)
 
 
 def _unstack(stacked: torch.Tensor, sizes: Sequence[Sequence[int]],
@@ -474,15 +480,10 @@ def intra_ced_batched(
     # modality) as one grouped product with [W_s; W_p] stacked
     layers = [layer for module in modules for m in mods
               for layer in (module.shared_proj[m], module.private_proj[m])]
-    factors = _linear(
-        x.view(sets, batch * num, dims),
-        _stack(layers, lambda p: p[0].weight).view(sets, 2 * dims, dims),
-        _stack(layers, lambda p: p[0].bias).view(sets, 2 * dims))
-    factors = _layer_norm(
-        factors.view(sets, batch * num, 2, dims),
-        _stack(layers, lambda p: p[1].weight).view(sets, 2, dims),
-        _stack(layers, lambda p: p[1].bias).view(sets, 2, dims),
-        layers[0][1].eps)
+    factors = _linear(x.view(sets, batch * num, dims),
+                      [layer[0] for layer in layers])
+    factors = _layer_norm(factors.view(sets, batch * num, 2, dims),
+                          [layer[1] for layer in layers])
     shared_in, private = factors.view(sets, batch, num, 2, dims).unbind(3)
     levels = (num_levels, num_mod, batch, num)
     outs = [
@@ -510,10 +511,10 @@ def intra_ced_batched(
         stacked['num_selected'] = count
     else:
         budgets = [module.budgets[m] for module in modules for m in mods]
-        scores = (shared_in * _stack(budgets, lambda b: b.scorer.weight).view(
+        scores = (shared_in * _stack(b.scorer.weight for b in budgets).view(
             sets, 1, 1, dims)).sum(-1) + _stack(
-                budgets, lambda b: b.scorer.bias).view(sets, 1, 1)
-        ratio = budget_ratio(_stack(budgets, lambda b: b.logit),
+                b.scorer.bias for b in budgets).view(sets, 1, 1)
+        ratio = budget_ratio(_stack(b.logit for b in budgets),
                              budgets[0].ratio_range)
         gates = budget_gates(scores, ratio.view(sets, 1, 1), valid,
                              first.training, budgets[0].temperature)
@@ -627,18 +628,14 @@ def _exchange(modules: Sequence[IntraCED], rows: torch.Tensor,
     head_dims = dims // heads
     queries = rows.reshape(num_levels, batch * num, dims)
     q = _linear(
-        _layer_norm(queries, _stack(modules, lambda m: m.query_norm.weight),
-                    _stack(modules, lambda m: m.query_norm.bias),
-                    first.query_norm.eps),
-        _stack(modules, lambda m: m.q.weight),
-        _stack(modules, lambda m: m.q.bias))
-    k, v = _linear(queries, _stack(modules, lambda m: m.kv.weight),
-                   _stack(modules, lambda m: m.kv.bias)).chunk(2, dim=-1)
+        _layer_norm(queries, [m.query_norm for m in modules]),
+        [m.q for m in modules])
+    k, v = _linear(queries, [m.kv for m in modules]).chunk(2, dim=-1)
     k = k.reshape(num_levels * batch, num, dims)
     v = v.reshape(num_levels * batch, num, dims)
     if value_weight is not None:
         v = v * value_weight.reshape(num_levels * batch, num, 1)
-    null_key = _stack(modules, lambda m: m.null_key).expand(
+    null_key = _stack(m.null_key for m in modules).expand(
         -1, batch, -1, -1).reshape(num_levels * batch, 1, dims)
     k = torch.cat([null_key, k], dim=1)
     v = F.pad(v, (0, 0, 1, 0))
@@ -654,17 +651,12 @@ def _exchange(modules: Sequence[IntraCED], rows: torch.Tensor,
         split(q), split(k), split(v), attn_mask=bias,
         dropout_p=first.dropout if first.training else 0.0)
     attended = attended.transpose(1, 2).reshape(num_levels, -1, dims)
-    exchanged = queries + _linear(attended,
-                                  _stack(modules, lambda m: m.out.weight),
-                                  _stack(modules, lambda m: m.out.bias))
+    exchanged = queries + _linear(attended, [m.out for m in modules])
     ffn = [module.ffn for module in modules]
-    hidden = _linear(
-        _layer_norm(exchanged, _stack(ffn, lambda f: f[0].weight),
-                    _stack(ffn, lambda f: f[0].bias), ffn[0][0].eps),
-        _stack(ffn, lambda f: f[1].weight), _stack(ffn, lambda f: f[1].bias))
+    hidden = _linear(_layer_norm(exchanged, [f[0] for f in ffn]),
+                     [f[1] for f in ffn])
     hidden = F.dropout(F.gelu(hidden), first.dropout, first.training)
-    hidden = _linear(hidden, _stack(ffn, lambda f: f[4].weight),
-                     _stack(ffn, lambda f: f[4].bias))
+    hidden = _linear(hidden, [f[4] for f in ffn])
     exchanged = exchanged + F.dropout(hidden, first.dropout, first.training)
     return exchanged.view(num_levels, batch, num, dims)
 
@@ -704,10 +696,9 @@ class IntraCEDLevels(nn.ModuleDict):
         self.batch_levels = batch_levels
 
     def forward(self,
-                levels: Dict[str, Dict[str, torch.Tensor]],
+                levels: Levels,
                 modality_mask: Optional[torch.Tensor] = None,
-                token_masks: Optional[Dict[str, Dict[str,
-                                                     torch.Tensor]]] = None
+                token_masks: Optional[Levels] = None
                 ) -> Tuple[Dict[str, dict], dict]:
         """Args:
             levels (dict): ``levels[level][modality]`` tokens (B, N, d).

@@ -20,10 +20,9 @@ from mmengine.model import BaseModule
 
 from clcr_mm.registry import MODELS
 from ..backbones.hierarchy_encoder import LevelAligner, build_tap_norm
-from ..utils import LEVELS, check_modalities, modality_presence
+from ..utils import LEVELS, Levels, check_modalities, modality_presence
 from .intra_ced import IntraCEDLevels
 
-Levels = Dict[str, Dict[str, torch.Tensor]]
 FeatureMaps = Union[Sequence, Dict[str, object]]
 
 LOSS_NAMES = ('loss_sep', 'loss_cross', 'loss_budget', 'loss_align',
