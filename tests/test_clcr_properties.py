@@ -412,8 +412,32 @@ def test_separation_energy_gram_and_covariance_agree(num_tokens, dims):
     p = torch.randn(3, num_tokens, dims, dtype=torch.float64)
     explicit = torch.stack([(a.T @ b).pow(2).sum() for a, b in zip(
         F.normalize(s, dim=-1), F.normalize(p, dim=-1))])
-    assert torch.allclose(_cross_energy(s, p), explicit / num_tokens**2)
+    assert torch.allclose(_cross_energy(torch.stack([s, p])),
+                          explicit / num_tokens**2)
+    # padding tokens are left out and N counts the valid ones
+    valid = torch.ones(3, num_tokens, dtype=torch.bool)
+    valid[1, num_tokens // 2:] = False
+    padded = torch.stack([s, p]).masked_fill(~valid[..., None], 7.0)
+    half = num_tokens // 2
+    short = (F.normalize(s[1, :half], dim=-1).T @
+             F.normalize(p[1, :half], dim=-1)).pow(2).sum() / half**2
+    energy = _cross_energy(padded, valid)
+    assert torch.allclose(energy[1], short)
+    assert torch.allclose(energy[[0, 2]], explicit[[0, 2]] / num_tokens**2)
 
+
+
+@pytest.mark.parametrize('dims', [16, 4])
+def test_separation_energy_of_zero_tokens_is_finite(dims):
+    """An absent modality's tokens are LN(0) = beta, exactly zero at init,
+    in S and P alike: energy 0 and a finite gradient on both routes."""
+    pairs = torch.randn(2, 2, 8, dims)
+    pairs[:, 0] = 0
+    pairs.requires_grad_()
+    energy = _cross_energy(pairs)
+    energy.sum().backward()
+    assert energy[0] == 0 and energy[1] > 0
+    assert torch.isfinite(pairs.grad).all()
 
 def test_cross_level_loss_zero_iff_levels_orthogonal():
     loss = CrossLevelInterferenceLoss(loss_weight=1.0)

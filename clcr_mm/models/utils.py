@@ -151,6 +151,10 @@ def stack(tensors: Sequence[torch.Tensor],
     Returns:
         Tensor: (len(tensors), *shape).
     """
+    if len(tensors) == 1:
+        # one module's parameter (levels run one by one): a view, where
+        # stacking would copy it forward and its gradient backward
+        return tensors[0].unsqueeze(0)
     if torch.compiler.is_compiling() or not torch.is_grad_enabled():
         # a compiled graph derives its own backward; and TorchDynamo
         # (torch 2.11) traces an autograd.Function's varargs wrongly when

@@ -26,39 +26,54 @@ def _check_weight(where: str, loss_weight: float) -> None:
     check_number(where, 'loss_weight', loss_weight, 0)
 
 
-def _cross_energy(shared: torch.Tensor, private: torch.Tensor,
-                  valid: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``||S^T P||_F^2 / N^2`` per token set, of unit tokens (..., N, d).
+def _cross_energy(pairs: torch.Tensor,
+                  valid: Optional[torch.Tensor] = None,
+                  eps: float = 1e-6) -> torch.Tensor:
+    """``||S^T P||_F^2 / N^2`` per token set, of unit tokens.
 
     Not centred over tokens: a direction that every token of S and of P
     shares (their pooled mean, which InterCAD reads) counts, and a one-token
-    level with S = P costs 1. With fewer tokens than channels the Gram
-    identity ``||S^T P||_F^2 = sum_ij (S S^T)_ij (P P^T)_ij`` multiplies
-    (N, N) matrices instead of forming the (d, d) cross-covariance (same
-    value, 2 N^2 d instead of N d^2 multiply-adds). S and P are normalised
-    and multiplied as one stacked tensor: half the kernels.
+    level with S = P costs 1. Tokens are made unit through their inverse
+    norms ``a`` (of S) and ``b`` (of P), which enter as ``c = a * b``:
+    ``||S^T P||^2 = sum_ij (S S^T)_ij (P P^T)_ij c_i c_j`` with fewer tokens
+    than channels ((N, N) Grams, whose diagonals give the norms), else
+    ``||(c * S)^T P||^2`` ((d, d) cross-covariance). Either way no
+    normalised (N, d) copy of the tokens is made: every element-wise op
+    works on (N, N) or (N, ) tensors, a few times fewer elements.
 
     Args:
-        shared, private (Tensor): (..., N, d).
+        pairs (Tensor): S and P stacked, (2, ..., N, d).
         valid (Tensor, optional): Bool (..., N); padding tokens are left
             out and N counts valid tokens only.
+        eps (float): Smallest norm. Defaults to 1e-6, not
+            ``F.normalize``'s 1e-12: a zero token (an absent modality's
+            LN(0) = beta, zero at init) then gets ``c <= 1e12``, whose
+            products ``c_i c_j`` stay finite in float32.
 
     Returns:
         Tensor: Energy of shape (..., ).
     """
-    units = F.normalize(torch.stack([shared, private]), dim=-1)
+    num_tokens, dims = pairs.shape[-2:]
+    if num_tokens < dims:
+        grams = pairs @ pairs.transpose(-1, -2)  # (2, ..., N, N)
+        inv_norms = grams.diagonal(dim1=-2, dim2=-1).clamp(
+            min=eps**2).rsqrt()
+    else:
+        inv_norms = torch.linalg.vector_norm(
+            pairs, dim=-1).clamp(min=eps).reciprocal()
+    scale = inv_norms[0] * inv_norms[1]  # (..., N)
     if valid is None:
-        num = shared.new_full(shared.shape[:-2], shared.shape[-2])
+        num = pairs.new_full(pairs.shape[1:-2], num_tokens)
     else:
-        weight = valid.to(units.dtype).unsqueeze(-1)
-        units = units * weight
-        num = weight.sum((-2, -1)).clamp(min=1)
-    if shared.shape[-2] < shared.shape[-1]:
-        grams = units @ units.transpose(-1, -2)
-        energy = grams[0] * grams[1]
+        scale = scale * valid.to(scale.dtype)
+        num = valid.sum(-1).to(pairs.dtype).clamp(min=1)
+    if num_tokens < dims:
+        energy = (grams[0] * grams[1] * scale.unsqueeze(-1) *
+                  scale.unsqueeze(-2)).sum((-2, -1))
     else:
-        energy = (units[0].transpose(-1, -2) @ units[1]).pow(2)
-    return energy.sum((-2, -1)) / num**2
+        energy = ((pairs[0] * scale.unsqueeze(-1)).transpose(-1, -2)
+                  @ pairs[1]).pow(2).sum((-2, -1))
+    return energy / num**2
 
 
 def _unbiased_hsic(gram_x: torch.Tensor, gram_y: torch.Tensor,
@@ -175,14 +190,13 @@ class SharedPrivateSeparationLoss(nn.Module):
         # float32 whatever the autocast: Gram sums over the batch overflow
         # float16
         with torch.autocast(shared_t.device.type, enabled=False):
-            shared_t, private_t = shared_t.float(), private_t.float()
-            terms = _present_mean(_cross_energy(shared_t, private_t, valid),
-                                  present_t)
+            # S and P as one tensor: every step below is one op for both
+            pairs = torch.stack([shared_t, private_t]).float()
+            terms = _present_mean(_cross_energy(pairs, valid), present_t)
             if self.batch_weight:
+                pooled = masked_mean(pairs, None, valid)
                 terms = terms + self.batch_weight * linear_cka(
-                    masked_mean(shared_t, None, valid),
-                    masked_mean(private_t, None, valid),
-                    present_t)
+                    pooled[0], pooled[1], present_t)
         return self.loss_weight * terms.mean()
 
 

@@ -395,6 +395,10 @@ def _linear(x: torch.Tensor, linears: Sequence[nn.Linear]) -> torch.Tensor:
     """Per-group linear layers, one grouped product: x (G, R, C_in) and the
     G groups' ``nn.Linear`` in order, k per group whose outputs are
     concatenated (e.g. ``[W_s; W_p]``) -> (G, R, k * C_out)."""
+    if len(linears) == 1:
+        # one module's layer (a level run alone): its own product, no
+        # stacked copy of the weight and a gradient in the weight's layout
+        return linears[0](x)
     groups, channels = x.shape[0], x.shape[-1]
     weight = _stack(lin.weight for lin in linears).view(groups, -1, channels)
     bias = _stack(lin.bias for lin in linears).view(groups, 1, -1)
@@ -406,6 +410,8 @@ def _layer_norm(x: torch.Tensor,
     """Per-group LayerNorms over the last dim: x (G, R, *S) and the G
     groups' ``nn.LayerNorm`` in order, prod(S[:-1]) per group (one per
     slice of the last dim)."""
+    if len(norms) == 1:
+        return norms[0](x)
     groups, shape = x.shape[0], x.shape[2:]
     weight = _stack(norm.weight for norm in norms).view(groups, 1, *shape)
     bias = _stack(norm.bias for norm in norms).view(groups, 1, *shape)
