@@ -125,6 +125,13 @@ def test_model_step_compares_three_fusions(tiny_config, tmp_path):
                                    counted['late']['kernels'][size])
     # every parameter gradient's detach: the backward is counted
     assert 'aten.detach' in counted['clcr']['top']
+    # the parameter update is counted on its own: one group per distinct
+    # lr / weight decay, so CLCR's many more tensors cost no more groups
+    updates = {v: c['optimizer_step'] for v, c in counted.items()}
+    assert updates['clcr']['params'] > updates['late']['params']
+    for update in updates.values():
+        assert 0 < update['kernels'] <= update['total']
+        assert update['param_groups'] <= 2
     # The baselines really are the derived fusions, not CLCR again.
     assert saved['results']['clcr']['params'] > \
         saved['results']['late']['params']
@@ -295,6 +302,18 @@ def test_op_count_report_fills_the_doc_section(tmp_path):
     assert '| mosi | `configs/clcr_mosi.py` | 2 | 3,000 | 800 | 3.75× | ' \
         '1,500 | 500 | 3.00× | [ops.json](ops.json) |' in text
     assert '| 16 | 3,100 | 900 | 3.44× | 1,500 | 600 | 2.50× |' in text
+    assert 'One parameter update' not in text  # this record counted none
+    record = json.loads(rec.read_text())
+    for variant, groups in (('clcr', 2), ('late', 1)):
+        record['results'][variant]['aten_ops']['optimizer_step'] = dict(
+            total=10 * groups, kernels=9 * groups, param_groups=groups,
+            params=100 * groups)
+    rec.write_text(json.dumps(record))
+    report.main([str(rec), '--doc', str(doc), '--relative-to',
+                 str(tmp_path)])
+    assert '| mosi | `configs/clcr_mosi.py` | 20 (2 groups, 200 tensors) | ' \
+        '10 (1 group, 100 tensors) | [ops.json](ops.json) |' in \
+        doc.read_text()
     # a record that set how the IntraCED levels run says so
     rec.write_text(json.dumps(dict(
         _ops_record('mosi', {'2': 3000}, {'2': 800}),

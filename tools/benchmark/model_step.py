@@ -677,12 +677,35 @@ def count_aten_ops(model: torch.nn.Module, batch: dict) -> AtenOpCounter:
     return counter
 
 
+def count_optimizer_ops(bench: 'Bench', batch: dict) -> AtenOpCounter:
+    """The aten ops of one parameter update after a training step's
+    backward: what ``OptimWrapper.step`` runs (gradient clipping, the
+    optimizer's step), counted apart from :func:`count_aten_ops` because
+    it depends on the optimizer's fused / foreach setting and on how many
+    parameter groups the optimizer-wrapper constructor made.
+
+    Returns:
+        AtenOpCounter: Its ops, by name.
+    """
+    model = bench.model
+    model.train()
+    data = model.data_preprocessor(batch, True)
+    with bu.autocast(bench.device, bench.amp):
+        loss, _ = model.parse_losses(model(**data, mode='loss'))
+    bench.optim.backward(loss)
+    with AtenOpCounter() as counter:
+        bench.optim.step()
+    bench.optim.zero_grad()
+    return counter
+
+
 def op_counts(benches: Dict[str, 'Bench'], setup: Dict[str, Any],
               batches: Sequence[int], seed: int,
               device: torch.device) -> Dict[str, Dict[str, Any]]:
     """Per variant: total aten ops per step at each batch size (``total``;
-    ``kernels``: the non-view ones), and the most frequent ops at the
-    first one."""
+    ``kernels``: the non-view ones), the most frequent ops at the first
+    one, and the ops of one parameter update (``optimizer_step``: ``total``,
+    ``kernels``, and the optimizer's ``param_groups`` and ``params``)."""
     out: Dict[str, Dict[str, Any]] = {
         v: dict(total={}, kernels={})
         for v in benches
@@ -698,6 +721,13 @@ def op_counts(benches: Dict[str, 'Bench'], setup: Dict[str, Any],
             out[v]['kernels'][str(size)] = sum(counter.kernels.values())
             if i == 0:
                 out[v]['top'] = dict(counter.counts.most_common(12))
+                update = count_optimizer_ops(b, batch)
+                groups = b.optim.optimizer.param_groups
+                out[v]['optimizer_step'] = dict(
+                    total=sum(update.counts.values()),
+                    kernels=sum(update.kernels.values()),
+                    param_groups=len(groups),
+                    params=sum(len(g['params']) for g in groups))
     return out
 
 
@@ -955,6 +985,14 @@ def print_report(record: Dict[str, Any]) -> None:
             [dict(variant=v, **{f'B={b}': n for b, n in c.items()})
              for v, c in counted.items()],
             ['variant'] + [f'B={b}' for b in next(iter(counted.values()))]))
+    updates = {v: r['aten_ops']['optimizer_step']
+               for v, r in record['results'].items()
+               if 'optimizer_step' in r.get('aten_ops', {})}
+    if updates:
+        print('aten ops of one parameter update (OptimWrapper.step):')
+        print(bu.format_table(
+            [dict(variant=v, **u) for v, u in updates.items()],
+            ['variant', 'total', 'kernels', 'param_groups', 'params']))
     breakdown = record['results'].get('clcr', {}).get('breakdown')
     if breakdown:
         print('CLCR parts alone (forward + backward):')

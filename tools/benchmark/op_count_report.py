@@ -3,7 +3,9 @@
 ``model_step.py`` counts the aten ops of one training step (forward +
 backward) per fusion variant and batch size, all of them and the non-view
 ones (those that launch a kernel on a GPU), and stores them in its JSON
-record (``results.<variant>.aten_ops``: ``total`` and ``kernels``). This script renders those counts,
+record (``results.<variant>.aten_ops``: ``total`` and ``kernels``, and
+``optimizer_step``, the ops of one parameter update). This script renders
+those counts,
 for every record given, as one markdown table and puts it between the
 markers ``<!-- aten-op-counts:begin -->`` and ``<!-- aten-op-counts:end -->``
 of the document, so the figures in the docs are the records' own.
@@ -63,7 +65,35 @@ def render(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str:
             lines.append(
                 f"| {record['preset']} | {_config(record)} | {size} | " +
                 ' | '.join(cells) + f' | [{osp.basename(name)}]({name}) |')
-    return '\n'.join(lines) + '\n'
+    return '\n'.join(lines) + '\n' + _render_updates(records, names)
+
+
+def _render_updates(records: Sequence[Dict[str, Any]],
+                    names: Sequence[str]) -> str:
+    """Second table, of the records that counted one parameter update
+    (``aten_ops.optimizer_step``); empty when none did."""
+    lines = []
+    for record, name in zip(records, names):
+        results = record['results']
+        updates = [results[v]['aten_ops'].get('optimizer_step')
+                   for v in ('clcr', 'late')]
+        if None in updates:
+            continue
+        cells = [
+            f"{u['total']:,} ({u['param_groups']} group"
+            f"{'' if u['param_groups'] == 1 else 's'}, {u['params']} "
+            'tensors)' for u in updates
+        ]
+        lines.append(f"| {record['preset']} | {_config(record)} | " +
+                     ' | '.join(cells) + f' | [{osp.basename(name)}]({name}) |')
+    if not lines:
+        return ''
+    return '\n'.join([
+        '', 'One parameter update (`OptimWrapper.step`: gradient clipping '
+        'and the optimizer), aten ops:', '',
+        '| preset | config | CLCR | late fusion | record |',
+        '|---|---|---|---|---|'
+    ] + lines) + '\n'
 
 
 def _config(record: Dict[str, Any]) -> str:
