@@ -128,6 +128,40 @@ def test_process_group_destroyed_after_success_and_error(tmp_path, fails):
             dist.destroy_process_group()
 
 
+def test_runner_cycles_collected_before_process_group_is_destroyed(
+        tmp_path):
+    """A Runner sits in reference cycles (its loops and hooks point back at
+    it), so its DDP wrapper would outlive the process group until
+    interpreter shutdown. The tools' exit collects it while every rank is
+    still connected (automatic collection is off here, so only that
+    explicit collection can free it)."""
+    import gc
+    import weakref
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    process_group_destroyed_at_exit = load_tool(
+        'train_test_setup.py').process_group_destroyed_at_exit
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store',
+                            rank=0, world_size=1)
+    gc.disable()
+    try:
+        with process_group_destroyed_at_exit():
+            runner_like = {'model': DistributedDataParallel(
+                torch.nn.Linear(2, 2))}
+            runner_like['loop'] = {'runner': runner_like}
+            ddp_alive = weakref.ref(runner_like['model'])
+            del runner_like
+            assert ddp_alive() is not None
+        assert ddp_alive() is None
+        assert not dist.is_initialized()
+    finally:
+        gc.enable()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
 # ----------------------------------------------------------------------
 # 2. exploding learning rates never reach a checkpoint
 # ----------------------------------------------------------------------

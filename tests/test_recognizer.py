@@ -277,7 +277,7 @@ def test_fusion_has_no_graph_breaks(training):
 
 
 def test_compiled_fusion_trains_and_matches_eager():
-    """``compile_fusion`` compiles everything after the encoder as one
+    """``compile_fusion`` compiles everything after the backbones as one
     graph with fullgraph=True (which raises on any graph break); same losses
     as eager, same state dict keys; a deep copy (an EMA model) runs its own
     parameters, not the original's."""
@@ -306,6 +306,37 @@ def test_compiled_fusion_trains_and_matches_eager():
         shifted = copy(inputs, samples, mode='tensor')
         original = compiled.eval()(inputs, samples, mode='tensor')
     assert torch.allclose(shifted, original + 1.0, atol=1e-5)
+
+
+def test_compiled_fusion_aligns_sequences_with_valid_lengths():
+    """The level aligners are in the compiled graph: sequences with valid
+    lengths (token masks from the aligners) give eager's losses; a
+    batch-normalised sequence tap, whose statistics gather the valid steps
+    (a length-dependent shape), is refused at build time."""
+    torch.manual_seed(0)
+    eager = MODELS.build(tiny_model_cfg())
+    compiled = MODELS.build(
+        tiny_model_cfg(compile_fusion=dict(backend='eager')))
+    compiled.load_state_dict(eager.state_dict())
+    samples = tiny_samples()
+    for i, sample in enumerate(samples):
+        sample.set_metainfo(dict(valid_lengths=dict(a=12 - i, b=12 - 3 * i)))
+    inputs = tiny_inputs()
+    for model in (eager, compiled):
+        model.eval()
+    with torch.no_grad():
+        expected = eager(inputs, samples, mode='loss')
+        got = compiled(inputs, samples, mode='loss')
+    for key, value in expected.items():
+        assert torch.allclose(got[key], value, atol=1e-5), key
+    cfg = tiny_model_cfg(compile_fusion=dict(backend='eager'))
+    cfg['backbone']['tap_norm_cfg'] = dict(type='BN3d')
+    with pytest.raises(ValueError, match='tap_norm_cfg=None'):
+        MODELS.build(cfg)
+    # without compile_fusion the same model builds and trains
+    cfg.pop('compile_fusion')
+    losses = MODELS.build(cfg)(inputs, samples, mode='loss')
+    assert torch.isfinite(losses['loss_cls'])
 
 
 @pytest.mark.parametrize('masks', [None, [dict(b=False), None, None, None]])

@@ -5,6 +5,7 @@ training imports); the two tools import it from this folder.
 """
 import argparse
 import contextlib
+import gc
 import os
 import os.path as osp
 from typing import Callable, Iterator
@@ -145,6 +146,12 @@ def process_group_destroyed_at_exit() -> Iterator[None]:
     destroys the group. After an error the barrier is skipped (the other
     ranks may never reach it; ``torchrun`` stops them) and the group is
     destroyed at once.
+
+    The Runner is referenced by its own loops and hooks, so without a
+    collection it, its DDP wrapper and the reducer holding the group would
+    only be freed at interpreter shutdown, after the group is gone and
+    while a faster rank may already have closed its connections. They are
+    collected before the barrier, while every rank is still connected.
     """
     try:
         yield
@@ -153,6 +160,7 @@ def process_group_destroyed_at_exit() -> Iterator[None]:
             torch_dist.destroy_process_group()
         raise
     if torch_dist.is_available() and torch_dist.is_initialized():
+        gc.collect()
         torch_dist.barrier()
         torch_dist.destroy_process_group()
 

@@ -524,11 +524,17 @@ class Bench:
                     for m, t in tokens.items()}
             for level, tokens in levels.items()
         }
-        # Instance attribute shadows the class's forward for this model.
-        self.model.backbone.forward = lambda inputs: cached
+        # Instance attributes shadow the class's methods for this model:
+        # the recognizer runs the backbones (encode_taps), then the level
+        # aligners (align); both are replaced, the aligners' output cached.
+        backbone = self.model.backbone
+        backbone.encode_taps = lambda inputs, lengths=None: ({}, {})
+        backbone.align = lambda taps, step_masks, return_token_masks=False: \
+            cached
 
     def restore_encoder(self) -> None:
-        self.model.backbone.__dict__.pop('forward', None)
+        for name in ('encode_taps', 'align'):
+            self.model.backbone.__dict__.pop(name, None)
 
 
 def clcr_breakdown(bench: Bench, batch: dict, args: argparse.Namespace,

@@ -537,6 +537,18 @@ class CLCRHierarchyEncoder(BaseModule):
         for encoder in self.encoders.values():
             encoder.init_weights()
 
+    @property
+    def gathers_valid_steps(self) -> bool:
+        """Whether :meth:`align` may gather valid steps: a batch-normalised
+        tap of a ``'sequence'`` modality (which may carry lengths) takes
+        its training statistics over the valid steps only, a tensor whose
+        size depends on the lengths (see :func:`masked_tap_norm`)."""
+        return any(
+            isinstance(aligner.tap_norm, _BatchNorm)
+            for name, encoder in self.encoders.items()
+            if encoder.layout == 'sequence'
+            for aligner in self.aligners[name] if aligner is not None)
+
     def num_tokens(self, modality: str) -> Tuple[int, ...]:
         """Number of tokens of ``modality`` at each level (0 if unbuilt)."""
         return tuple(a.num_tokens if a is not None else 0
@@ -579,28 +591,58 @@ class CLCRHierarchyEncoder(BaseModule):
                 'dict or as keywords (backbone(**inputs)), not both or '
                 'neither')
         inputs = modality_inputs if inputs is None else inputs
+        taps, step_masks = self.encode_taps(inputs, lengths)
+        return self.align(taps, step_masks, return_token_masks)
+
+    def encode_taps(
+        self,
+        inputs: Dict[str, torch.Tensor],
+        lengths: Optional[Dict[str, torch.Tensor]] = None
+    ) -> Tuple[Dict[str, List[torch.Tensor]], Dict[str, Optional[List[
+            torch.Tensor]]]]:
+        """Run every modality's backbone: the first half of
+        :meth:`forward`, before the level aligners (a recognizer compiling
+        its fusion compiles the aligners with it).
+
+        Args:
+            inputs (dict[str, Tensor]): Per modality, a batch in that
+                modality's layout (no view dim).
+            lengths (dict[str, Tensor], optional): As in :meth:`forward`.
+
+        Returns:
+            tuple: Per modality, its shallow, mid and deep taps (B, C, T, H,
+            W); and per modality, their (B, T) bool valid-step masks, or
+            None for modalities without lengths.
+        """
         check_modalities(inputs, self.modalities, type(self).__name__)
         lengths = dict(lengths or {})
         unknown = set(lengths) - set(self.modalities)
         if unknown:
             raise KeyError(f'lengths given for {sorted(unknown)}, which are '
                            f'not among the modalities {self.modalities}')
-        levels: Levels = {
-            l: {}
-            for l in self.levels
-        }
-        token_masks: Levels = {
-            l: {}
-            for l in self.levels
-        }
+        taps, step_masks = {}, {}
+        for name in self.modalities:
+            taps[name], step_masks[name] = self.encoders[name](
+                inputs[name], lengths.get(name))
+        return taps, step_masks
+
+    def align(self,
+              taps: Dict[str, List[torch.Tensor]],
+              step_masks: Dict[str, Optional[List[torch.Tensor]]],
+              return_token_masks: bool = False
+              ) -> Union[Levels, Tuple[Levels, Levels]]:
+        """Turn the taps of :meth:`encode_taps` into aligned tokens: the
+        second half of :meth:`forward` (same returns). Static shapes, no
+        host reads, so it compiles into one graph with what follows."""
+        levels: Levels = {l: {} for l in self.levels}
+        token_masks: Levels = {l: {} for l in self.levels}
         for m_idx, name in enumerate(self.modalities):
-            taps, step_masks = self.encoders[name](inputs[name],
-                                                   lengths.get(name))
+            masks = step_masks.get(name)
             for l_idx, (level, tap, aligner) in enumerate(
-                    zip(LEVELS, taps, self.aligners[name])):
+                    zip(LEVELS, taps[name], self.aligners[name])):
                 if aligner is None:
                     continue
-                step_mask = None if step_masks is None else step_masks[l_idx]
+                step_mask = None if masks is None else masks[l_idx]
                 levels[level][name] = (
                     aligner(tap, step_mask) + self.level_embed[l_idx] +
                     self.modality_embed[m_idx])

@@ -49,13 +49,14 @@ class CLCRRecognizer(BaseModel):
             reads other modalities' private features from each exchanged
             shared subspace, trained against by gradient reversal.
         compile_fusion (bool | dict): Compile everything after the
-            encoder, IntraCED, InterCAD (or the baseline fusion), the head's
-            scores and the regularisers, as one graph with
+            backbones' taps, the level aligners, IntraCED, InterCAD (or the
+            baseline fusion), the head's scores and the regularisers, as
+            one graph with
             ``torch.compile(fullgraph=True)`` (state dict keys unchanged); a
             dict gives ``torch.compile`` keyword arguments (e.g.
             ``dict(mode='max-autotune')``). Every shape there is static and
             nothing reads the device, so Inductor fuses it into few kernels
-            and CUDA graphs apply. The encoders are compiled with the rest
+            and CUDA graphs apply. The backbones are compiled with the rest
             through mmengine's runner-level ``compile`` option. Defaults to
             False.
         batch_levels (bool | str): Run the levels' IntraCEDs as one
@@ -140,10 +141,19 @@ class CLCRRecognizer(BaseModel):
                 f'among the model modalities {self.modalities}')
 
     def _compile_fusion(self, options: dict) -> None:
-        # One graph from the tokens to the scores and the regularisers,
-        # not one per module: Inductor fuses across the modules, and no
-        # tensor crosses a graph boundary (where each output that gets no
-        # gradient costs a zero tangent in backward).
+        if getattr(self.backbone, 'gathers_valid_steps', False):
+            raise ValueError(
+                'compile_fusion compiles the level aligners into one graph, '
+                'but this backbone batch-normalises the taps of a '
+                "'sequence' modality over their valid steps, a tensor whose "
+                'size depends on the lengths; set the backbone\'s '
+                'tap_norm_cfg=None, or compile through mmengine\'s '
+                'runner-level `compile` option, which allows graph breaks')
+        # One graph from the backbones' taps to the scores and the
+        # regularisers, not one per module: Inductor fuses across the
+        # modules (the level aligners' pooling, projection and embeddings
+        # too), and no tensor crosses a graph boundary (where each output
+        # that gets no gradient costs a zero tangent in backward).
         options = dict(fullgraph=True, **options)
         for name in ('_fuse', '_fuse_for_loss'):
             self._compiled[name] = torch.compile(
@@ -277,34 +287,38 @@ class CLCRRecognizer(BaseModel):
             (``[level][modality]`` (B*V, N) validity, or None) and
             ``num_views``.
         """
-        levels, mask, token_masks, num_views = self._encode(
+        taps, step_masks, mask, num_views = self._encode(
             inputs, data_samples)
         return dict(
-            self._run('_fuse', levels, mask, token_masks),
-            num_views=num_views)
+            self._run('_fuse', taps, step_masks, mask), num_views=num_views)
 
     def _encode(self, inputs: Dict[str, torch.Tensor],
                 data_samples: Optional[SampleList]) -> tuple:
         """Fold the views, build the modality mask, zero absent inputs and
-        encode: ``(levels, mask, token_masks, num_views)`` (see
-        :meth:`extract_feat`)."""
+        run the backbones: ``(taps, step_masks, mask, num_views)`` (see
+        the backbone's ``encode_taps`` and :meth:`extract_feat`)."""
         batch = next(iter(inputs.values())).shape[0]
         inputs, num_views = self._fold_views(inputs)
         device = next(iter(inputs.values())).device
         mask = self._modality_mask(data_samples, batch, num_views, device)
         inputs = self._zero_missing(inputs, mask)
         lengths = self._lengths(data_samples, num_views, device)
-        if lengths is None:
-            return self.backbone(inputs), mask, None, num_views
-        levels, token_masks = self.backbone(
-            inputs, lengths=lengths, return_token_masks=True)
-        return levels, mask, token_masks, num_views
+        taps, step_masks = self.backbone.encode_taps(inputs, lengths)
+        return taps, step_masks, mask, num_views
 
-    def _fuse(self, levels: dict, mask: Optional[torch.Tensor],
-              token_masks: Optional[dict]) -> dict:
-        """The fusion of the encoder's levels: a baseline neck, or
-        IntraCED + InterCAD; :meth:`extract_feat`'s dict without
-        ``num_views``."""
+    def _align(self, taps: dict, step_masks: dict) -> tuple:
+        """The encoder's tokens of the taps: ``(levels, token_masks)``,
+        the masks None where no modality has valid lengths."""
+        if all(masks is None for masks in step_masks.values()):
+            return self.backbone.align(taps, step_masks), None
+        return self.backbone.align(taps, step_masks, return_token_masks=True)
+
+    def _fuse(self, taps: dict, step_masks: dict,
+              mask: Optional[torch.Tensor]) -> dict:
+        """The encoder's level aligners, then the fusion of the levels: a
+        baseline neck, or IntraCED + InterCAD; :meth:`extract_feat`'s dict
+        without ``num_views``."""
+        levels, token_masks = self._align(taps, step_masks)
         if self.fusion is not None:
             fused = self.fusion(levels, mask) if token_masks is None else \
                 self.fusion(levels, mask, token_masks=token_masks)
@@ -313,11 +327,11 @@ class CLCRRecognizer(BaseModel):
         return fuse_levels(self.intra_ced, self.inter_cad, levels, mask,
                            token_masks)
 
-    def _fuse_for_loss(self, levels: dict, mask: Optional[torch.Tensor],
-                       token_masks: Optional[dict]
+    def _fuse_for_loss(self, taps: dict, step_masks: dict,
+                       mask: Optional[torch.Tensor]
                        ) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
         """The head's scores and the regularisers of the fused levels."""
-        feats = self._fuse(levels, mask, token_masks)
+        feats = self._fuse(taps, step_masks, mask)
         return self.cls_head(feats['fused']), self.regularisers(feats)
 
     def forward(self,
@@ -342,12 +356,12 @@ class CLCRRecognizer(BaseModel):
              data_samples: SampleList) -> Dict[str, torch.Tensor]:
         """Task loss plus every configured regulariser, each under its own
         key, plus the realised token budgets for the log."""
-        levels, mask, token_masks, num_views = self._encode(
+        taps, step_masks, mask, num_views = self._encode(
             inputs, data_samples)
         if num_views > 1:
             data_samples = [s for s in data_samples for _ in range(num_views)]
-        scores, regularisers = self._run('_fuse_for_loss', levels, mask,
-                                         token_masks)
+        scores, regularisers = self._run('_fuse_for_loss', taps, step_masks,
+                                         mask)
         losses = self.cls_head.loss_by_feat(scores, data_samples)
         losses.update(regularisers)
         return losses
