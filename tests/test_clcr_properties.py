@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from clcr_mm.models import (CrossLevelInterferenceLoss, InterCAD, IntraCED,
                             LevelWeightEntropyLoss,
@@ -364,6 +365,46 @@ def test_inter_cad_uses_anchors_and_gates():
     other = {l: {m: torch.randn_like(t) for m, t in d.items()}
              for l, d in private.items()}
     assert torch.allclose(base, inter(shared, other)['feat'], atol=1e-5)
+
+
+class _AttentionMasks(TorchDispatchMode):
+    """Records the mask of every fused-attention call."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if 'scaled_dot_product' in str(func.overloadpacket) and \
+                'backward' not in str(func.overloadpacket):
+            self.masks.append(kwargs.get('attn_mask'))
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize('sizes', [dict(a=4, b=4), dict(a=4, b=5)])
+def test_inter_cad_attends_without_a_mask_when_nothing_is_masked(sizes):
+    """No modality mask and no padding: the anchors' attention gets no
+    mask (SDPA's fused no-mask kernels), with the output and gradients of
+    an all-present mask. With padding the padding tokens stay masked."""
+    inter = InterCAD(['a', 'b'], embed_dims=16, out_channels=8,
+                     num_anchors=4, num_heads=2, dropout=0.0)
+    shared = {l: _tokens(3, sizes, 16) for l in LEVELS}
+    private = {l: _tokens(3, sizes, 16) for l in LEVELS}
+    results = []
+    for mask in (None, torch.ones(3, 2, dtype=torch.bool)):
+        inter.zero_grad()
+        with _AttentionMasks() as seen:
+            out = inter(shared, private, mask)['feat']
+        out.pow(2).sum().backward()
+        results.append((out, [p.grad.clone() for p in inter.parameters()]))
+        padded = sizes['a'] != sizes['b']
+        assert len(seen.masks) == 1
+        assert (seen.masks[0] is None) == (mask is None and not padded)
+    (out, grads), (ref, ref_grads) = results
+    assert torch.allclose(out, ref, atol=1e-6)
+    for grad, ref_grad in zip(grads, ref_grads):
+        assert torch.allclose(grad, ref_grad, atol=1e-6)
 
 
 def test_inter_cad_masks_absent_modality_private_and_shared():

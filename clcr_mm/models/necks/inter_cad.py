@@ -101,7 +101,7 @@ class InterCAD(BaseModule):
             nn.LayerNorm(out_channels))
 
     def synchronise_levels(self, shared: StackedLevels,
-                           present: torch.Tensor) -> torch.Tensor:
+                           present: Optional[torch.Tensor]) -> torch.Tensor:
         """Anchors of each level attend to that level's shared tokens.
 
         Standard multi-head attention of the K anchors (queries
@@ -124,13 +124,16 @@ class InterCAD(BaseModule):
         Args:
             shared (StackedLevels): Shared tokens (L*M, B, N, d),
                 level-major, and their validity.
-            present (Tensor): Bool (B, M).
+            present (Tensor, optional): Bool (B, M). None: every modality
+                of every sample is present; with no padding either, the
+                attention then runs without a mask (SDPA's fused no-mask
+                kernels).
 
         Returns:
             Tensor: Synchronised levels Z of shape (B, L, K, d).
         """
         tokens, valid = shared
-        batch, dims = present.shape[0], self.embed_dims
+        batch, dims = tokens.shape[1], self.embed_dims
         heads = self.num_heads
         head_dims = dims // heads
         num_levels, num_anchors = self.anchors.shape[:2]
@@ -140,15 +143,10 @@ class InterCAD(BaseModule):
             tokens.view(num_levels, num_mod, batch, num,
                         dims).permute(2, 0, 1, 3, 4).reshape(
                             batch * num_levels, num_mod * num, dims))
-        mask = present[:, :, None].expand(-1, -1, num)
-        mask = mask[:, None].expand(-1, num_levels, -1, -1)
-        if valid is not None:
-            mask = mask & valid.view(num_levels, num_mod, batch,
-                                     num).permute(2, 0, 1, 3)
-        mask = mask.reshape(batch * num_levels, num_mod * num)
-        # A sample with no modality present keeps its anchors unchanged:
-        # let it attend everywhere; its zero-weighted result is discarded.
-        mask = mask | ~mask.any(dim=-1, keepdim=True)
+        attn_mask = None
+        if present is not None or valid is not None:
+            attn_mask = self._attention_mask(present, valid, batch,
+                                             num)[:, None, None, :]
 
         w_key, w_value = self.kv.weight.split(dims)
         b_value = self.kv.bias[dims:]
@@ -165,7 +163,7 @@ class InterCAD(BaseModule):
             q.unsqueeze(1),
             tokens.unsqueeze(1),
             tokens.unsqueeze(1),
-            attn_mask=mask[:, None, None, :],
+            attn_mask=attn_mask,
             scale=head_dims**-0.5).squeeze(1)
         # Value projection of the pooled tokens, per head:
         # (H, B*L*K, d) @ (H, d, d_h).
@@ -179,9 +177,29 @@ class InterCAD(BaseModule):
                                  head_dims).permute(1, 2, 3, 0, 4).reshape(
                                      batch, num_levels, num_anchors, dims)
         attended = attended + b_value
-        any_present = present.any(dim=1).to(attended.dtype)
-        attended = attended * any_present[:, None, None, None]
+        if present is not None:
+            any_present = present.any(dim=1).to(attended.dtype)
+            attended = attended * any_present[:, None, None, None]
         return self.sync_norm(self.anchors + self.attn_out(attended))
+
+    def _attention_mask(self, present: Optional[torch.Tensor],
+                        valid: Optional[torch.Tensor], batch: int,
+                        num: int) -> torch.Tensor:
+        """(B*L, M*N) bool: the tokens each level's anchors may attend
+        (present modality, valid token), in :meth:`synchronise_levels`'
+        layout."""
+        num_levels, num_mod = len(LEVELS), len(self.modalities)
+        if valid is None:
+            mask = present[:, None, :, None].expand(-1, num_levels, -1, num)
+        else:
+            mask = valid.view(num_levels, num_mod, batch,
+                              num).permute(2, 0, 1, 3)
+            if present is not None:
+                mask = mask & present[:, None, :, None]
+        mask = mask.reshape(batch * num_levels, num_mod * num)
+        # A sample with no modality present keeps its anchors unchanged:
+        # let it attend everywhere; its zero-weighted result is discarded.
+        return mask | ~mask.any(dim=-1, keepdim=True)
 
     def forward(self,
                 shared: Union[Levels, StackedLevels],
@@ -221,7 +239,8 @@ class InterCAD(BaseModule):
         present_sets = set_presence(present, num_levels)
 
         if self.synchronise:
-            level_feats = self.synchronise_levels(shared, present).mean(2)
+            level_feats = self.synchronise_levels(
+                shared, None if modality_mask is None else present).mean(2)
         else:
             count = weights.sum(1).clamp(min=1).unsqueeze(-1)
             level_feats = (masked_mean(
