@@ -141,7 +141,7 @@ class CLCRRecognizer(BaseModel):
                 f'among the model modalities {self.modalities}')
 
     def _compile_fusion(self, options: dict) -> None:
-        if getattr(self.backbone, 'gathers_valid_steps', False):
+        if self.backbone.gathers_valid_steps:
             raise ValueError(
                 'compile_fusion compiles the level aligners into one graph, '
                 'but this backbone batch-normalises the taps of a '
