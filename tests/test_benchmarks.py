@@ -360,6 +360,64 @@ def test_performance_doc_op_counts_are_the_records():
                                      _load('op_count_report'))
 
 
+def _ratio_record(preset: str, ratio: float, **cfg_options) -> dict:
+    """A model_step.py record that timed CLCR against late fusion."""
+    return dict(
+        preset=preset, batch_size=4, repeats=15, cfg_options=cfg_options,
+        environment=dict(load_average=[1.0, 0.5, 0.25]),
+        ratios=dict(clcr_over_late=dict(train_cpu_paired_ratio=ratio)),
+        results={
+            v: dict(train=dict(cpu_median_ms=ms))
+            for v, ms in (('clcr', 1234.5 * ratio), ('late', 1234.5))
+        })
+
+
+def test_step_ratio_report_judges_each_run_against_its_target(tmp_path):
+    report = _load('step_ratio_report')
+    records = dict(
+        synthetic=_ratio_record('synthetic', 1.2),
+        ucf101=_ratio_record('ucf101', 1.03, **{
+            'model.compile_fusion': True}),
+        mosi=_ratio_record('mosi', 1.5, **{'model.batch_levels': False}))
+    paths = []
+    for name, record in records.items():
+        paths.append(str(tmp_path / f'{name}.json'))
+        with open(paths[-1], 'w') as f:
+            json.dump(record, f)
+    doc = tmp_path / 'perf.md'
+    doc.write_text(f'intro\n{report.BEGIN}\nold\n{report.END}\nend\n')
+    report.main(paths + ['--doc', str(doc), '--relative-to', str(tmp_path)])
+    text = doc.read_text()
+    assert 'old' not in text and text.endswith(f'{report.END}\nend\n')
+    assert '| synthetic | eager | 4 | 15 | 1,481.4 | 1,234.5 | **1.200** | ' \
+        '1.15: missed | 1.00 / 0.50 / 0.25 | [synthetic.json]' \
+        '(synthetic.json) |' in text
+    assert '| ucf101 | compile_fusion | 4 | 15 | 1,271.5 | 1,234.5 | ' \
+        '**1.030** | 1.05: met |' in text
+    # no target for MOSI; the level mode is named where a record set it
+    assert '| mosi | eager, levels one by one | 4 | 15 | 1,851.8 | ' \
+        '1,234.5 | **1.500** |  |' in text
+    # compile_fusion given as torch.compile options counts as compiled
+    with open(paths[0], 'w') as f:
+        json.dump(_ratio_record('synthetic', 1.1, **{
+            'model.compile_fusion.options.fallback_random': True}), f)
+    assert '| synthetic | compile_fusion | 4 | 15 | 1,358.0 | 1,234.5 | ' \
+        '**1.100** | 1.15: met |' in report.main(
+            [paths[0], '--relative-to', str(tmp_path)])
+    untimed = dict(records['mosi'], ratios={})
+    with open(paths[0], 'w') as f:
+        json.dump(untimed, f)
+    with pytest.raises(ValueError, match='synthetic.json: no train_cpu'):
+        report.main([paths[0], '--relative-to', str(tmp_path)])
+
+
+def test_performance_doc_step_ratios_are_the_records():
+    """docs/performance.md's CLCR / late step-ratio table is regenerated
+    from the committed runs, not typed by hand."""
+    _assert_doc_table_is_the_records(osp.join('step_ratio', '*.json'),
+                                     _load('step_ratio_report'))
+
+
 def test_step_dispatches_counts_eager_and_compiled_steps(tiny_config,
                                                          tmp_path):
     """The profiler-based count of a step: eager, it sees every top-level

@@ -18,7 +18,7 @@ Example::
 import argparse
 import json
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 BEGIN = '<!-- aten-op-counts:begin -->'
 END = '<!-- aten-op-counts:end -->'
@@ -127,8 +127,17 @@ def load(paths: Sequence[str]) -> List[Dict[str, Any]]:
     return records
 
 
-def main(argv: Optional[Sequence[str]] = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_report(argv: Optional[Sequence[str]], render_table: Callable[
+        [Sequence[Dict[str, Any]], Sequence[str]], str], description: str,
+               begin: str, end: str) -> str:
+    """The command line of a report script: render the records given with
+    ``render_table`` and print the table, or put it between ``begin`` and
+    ``end`` of ``--doc``.
+
+    Returns:
+        str: The table.
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument('records', nargs='+', help='model_step.py records')
     parser.add_argument(
         '--doc', help='document to update in place (default: print)')
@@ -139,15 +148,19 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
         '(default docs, where performance.md lies)')
     args = parser.parse_args(argv)
     names = [osp.relpath(p, args.relative_to) for p in args.records]
-    table = render(load(args.records), names)
+    table = render_table(load(args.records), names)
     if args.doc:
         with open(args.doc) as f:
-            text = replace_section(f.read(), table, args.doc)
+            text = replace_section(f.read(), table, args.doc, begin, end)
         with open(args.doc, 'w') as f:
             f.write(text)
     else:
         print(table, end='')
     return table
+
+
+def main(argv: Optional[Sequence[str]] = None) -> str:
+    return run_report(argv, render, __doc__.splitlines()[0], BEGIN, END)
 
 
 if __name__ == '__main__':
