@@ -395,8 +395,8 @@ def test_step_ratio_report_judges_each_run_against_its_target(tmp_path):
     assert '| ucf101 | compile_fusion | 4 | 15 | 1,271.5 | 1,234.5 | ' \
         '**1.030** | 1.05: met |' in text
     # no target for MOSI; the level mode is named where a record set it
-    assert '| mosi | eager, levels one by one | 4 | 15 | 1,851.8 | ' \
-        '1,234.5 | **1.500** |  |' in text
+    assert '| mosi | eager, IntraCED levels one by one | 4 | 15 | ' \
+        '1,851.8 | 1,234.5 | **1.500** |  |' in text
     # compile_fusion given as torch.compile options counts as compiled
     with open(paths[0], 'w') as f:
         json.dump(_ratio_record('synthetic', 1.1, **{

@@ -98,12 +98,17 @@ def _render_updates(records: Sequence[Dict[str, Any]],
 
 def _config(record: Dict[str, Any]) -> str:
     """The config cell: the config, and how its IntraCED levels ran where
-    the record set it (``--cfg-options model.batch_levels=...``)."""
-    cell = f"`{record['config']}`"
+    the record set it."""
+    return f"`{record['config']}`" + levels_note(record)
+
+
+def levels_note(record: Dict[str, Any]) -> str:
+    """``', IntraCED levels batched'`` (or ``one by one``) where the record
+    set it (``--cfg-options model.batch_levels=...``), else ``''``."""
     mode = (record.get('cfg_options') or {}).get('model.batch_levels')
-    if mode is not None:
-        cell += ', IntraCED levels ' + ('batched' if mode else 'one by one')
-    return cell
+    if mode is None:
+        return ''
+    return ', IntraCED levels ' + ('batched' if mode else 'one by one')
 
 
 def replace_section(text: str, table: str, doc: str, begin: str = BEGIN,

@@ -21,7 +21,7 @@ import sys
 from typing import Any, Dict, Optional, Sequence
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from op_count_report import run_report  # noqa: E402
+from op_count_report import levels_note, run_report  # noqa: E402
 
 BEGIN = '<!-- step-ratios:begin -->'
 END = '<!-- step-ratios:end -->'
@@ -38,11 +38,7 @@ def _mode(record: Dict[str, Any]) -> str:
         key == 'model.compile_fusion' and value
         or key.startswith('model.compile_fusion.')
         for key, value in options.items())
-    mode = 'compile_fusion' if compiled else 'eager'
-    levels = options.get('model.batch_levels')
-    if levels is not None:
-        mode += ', levels ' + ('batched' if levels else 'one by one')
-    return mode
+    return ('compile_fusion' if compiled else 'eager') + levels_note(record)
 
 
 def render(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str:
