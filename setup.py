@@ -38,14 +38,16 @@ INSTALL_REQUIRES = [
     'matplotlib',
 ]
 
-# BertTextEncoder. With transformers installed, mmaction2 1.2.0 imports its
-# VindLU models, which need timm, einops and transformers API removed after
-# 4.45 (apply_chunking_to_forward in modeling_utils).
-BERT_REQUIRES = ['transformers>=4.28,<4.46', 'timm', 'einops']
+# BertTextEncoder; checked with transformers 4.45.2, 4.57.1 and 5.24.0.
+# mmaction2 1.2.0's VindLU models, which it imports whenever transformers is
+# installed, need more (timm, einops, transformers<4.56): clcr_mm.compat
+# keeps them off where that is missing.
+BERT_REQUIRES = ['transformers>=4.28,<6']
 
 EXTRAS_REQUIRE = {
     # tensorboard: the tests also exercise mmengine's TensorboardVisBackend
-    'tests': ['pytest>=7', 'tensorboard'] + BERT_REQUIRES,
+    # timm and einops: the tests also import mmaction2 with VindLU on
+    'tests': ['pytest>=7', 'tensorboard', 'timm', 'einops'] + BERT_REQUIRES,
     'bert': BERT_REQUIRES,
     'tensorboard': ['tensorboard'],
 }

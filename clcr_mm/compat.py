@@ -17,11 +17,14 @@ repaired here, once, before anything imports ``mmaction.models``:
    ``ImportError`` that explains the problem. Nothing in CLCR uses DRN (a
    temporal-grounding localizer).
 3. ``mmaction.utils.dependency.WITH_MULTIMODAL`` turns on the VindLU models
-   whenever ``transformers`` is installed, but VindLU also imports ``timm``,
-   which mmaction2 does not declare: with ``transformers`` and without
-   ``timm`` (our ``bert`` extra), ``import mmaction.models`` fails. Then we
-   switch the flag off, so mmaction2 registers its VindLU placeholders as it
-   does without ``transformers``.
+   whenever ``transformers`` is installed, and then ``import
+   mmaction.models`` fails in two common environments: without ``timm`` or
+   ``einops``, which VindLU imports but mmaction2 does not declare, and with a
+   ``transformers`` that no longer has a name VindLU imports from it (4.56
+   dropped ``apply_chunking_to_forward`` from ``modeling_utils``), as a
+   researcher's CUDA environment often has. In either case we switch the
+   flag off, so mmaction2 registers its VindLU placeholders as it does
+   without ``transformers``; CLCR never uses VindLU.
 
 When the real modules exist (a source install of mmaction2), nothing is
 replaced.
@@ -31,14 +34,19 @@ warns on every run that ``mmcv-lite`` lacks the compiled
 ``MultiScaleDeformableAttention`` op. That import is done here first with
 exactly that warning ignored; every other warning still shows.
 """
+import ast
+import glob
 import importlib
 import importlib.util
 import os.path as osp
 import sys
 import types
 import warnings
+from typing import List, Sequence
 
 UPSTREAM_DRN_ISSUE = 'https://github.com/open-mmlab/mmaction2/issues/2714'
+# what mmaction2 1.2's VindLU imports beyond its declared requirements
+VINDLU_DEPENDENCIES = ('transformers', 'timm', 'einops')
 
 
 def _ensure_importlib_metadata() -> None:
@@ -97,12 +105,58 @@ def _import_mmcv_transformer_quietly() -> None:
         importlib.import_module('mmcv.cnn.bricks.transformer')
 
 
+def missing_imports(source_dir: str, packages: Sequence[str]) -> List[str]:
+    """What the modules in ``source_dir`` import at module level from
+    ``packages`` (``import p.x`` or ``from p.x import a``) and the installed
+    packages lack, found without importing those modules.
+
+    Args:
+        source_dir (str): A folder of Python modules.
+        packages (Sequence[str]): Top-level package names, e.g.
+            ``('transformers', 'timm')``.
+
+    Returns:
+        list[str]: ``'module'`` for every module that does not import and
+        ``'module.name'`` for every name it lacks; empty when all resolve.
+    """
+    wanted = {}  # module -> names imported from it
+    for path in sorted(glob.glob(osp.join(source_dir, '*.py'))):
+        with open(path, encoding='utf-8') as f:
+            tree = ast.parse(f.read(), path)
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    wanted.setdefault(alias.name, set())
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                wanted.setdefault(node.module, set()).update(
+                    alias.name for alias in node.names)
+    missing = []
+    for name in sorted(wanted):
+        if name.split('.')[0] not in packages:
+            continue
+        try:
+            module = importlib.import_module(name)
+        except Exception:  # whatever it raises, importing VindLU would too
+            missing.append(name)
+            continue
+        missing += [
+            f'{name}.{attr}' for attr in sorted(wanted[name])
+            if not hasattr(module, attr)
+        ]
+    return missing
+
+
 def _ensure_multimodal_dependencies() -> None:
-    if importlib.util.find_spec('timm') is not None or \
-            importlib.util.find_spec('mmaction') is None:
+    mmaction_spec = importlib.util.find_spec('mmaction')
+    if mmaction_spec is None or mmaction_spec.origin is None:
         return
     from mmaction.utils import dependency
-    dependency.WITH_MULTIMODAL = False
+    if not dependency.WITH_MULTIMODAL:
+        return
+    vindlu = osp.join(
+        osp.dirname(mmaction_spec.origin), 'models', 'multimodal', 'vindlu')
+    if missing_imports(vindlu, VINDLU_DEPENDENCIES):
+        dependency.WITH_MULTIMODAL = False
 
 
 def patch_mmaction() -> None:
