@@ -1,6 +1,6 @@
 """Helpers of tests/test_reliability.py: tiny MMSA pickles of any size, a
 tiny CLCR-on-MOSI config written next to them, a hook that kills its own
-process, and runners of tools/train.py / torchrun as subprocesses."""
+process, one that gives chosen steps NaN gradients, and runners of tools/train.py / torchrun as subprocesses."""
 import json
 import os
 import pickle
@@ -122,6 +122,37 @@ class KillAfterIterHook(Hook):
         target = os.environ.get(CRASH_ENV)
         if target and runner.iter + 1 == int(target):
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+@HOOKS.register_module(force=True)
+class NaNGradientAtHook(Hook):
+    """At the given training iterations (1-based), the backward pass gives
+    one weight a NaN gradient while the loss stays finite: an overflow in
+    the backward pass, the same on every CPU (where an exploding learning
+    rate overflows at a step that depends on the machine's kernels).
+
+    Args:
+        iterations (Sequence[int]): Where to inject.
+    """
+
+    priority = 'VERY_HIGH'
+
+    def __init__(self, iterations) -> None:
+        self.iterations = set(iterations)
+        self._handle = None
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        if runner.iter + 1 in self.iterations:
+            weight = next(p for p in runner.model.parameters()
+                          if p.requires_grad)
+            self._handle = weight.register_hook(
+                lambda grad: torch.full_like(grad, float('nan')))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
 
 
 def subprocess_env() -> dict:

@@ -165,11 +165,9 @@ def test_runner_cycles_collected_before_process_group_is_destroyed(
 # ----------------------------------------------------------------------
 # 2. exploding learning rates never reach a checkpoint
 # ----------------------------------------------------------------------
-def _exploding_runner(work: Path, data_root: Path, lr: float, hooks: list,
-                      **options):
+def _two_epoch_runner(work: Path, data_root: Path, hooks: list, **options):
     return tiny_runner(
         'clcr_synthetic_av.py', work, data_root=str(data_root), **{
-            'optim_wrapper.optimizer.lr': lr,
             'train_cfg.max_epochs': 2,
             'custom_hooks': hooks,
             'default_hooks.checkpoint.max_keep_ckpts': -1,
@@ -177,18 +175,22 @@ def _exploding_runner(work: Path, data_root: Path, lr: float, hooks: list,
         })
 
 
+def _nan_gradient_at(*iterations: int) -> dict:
+    return dict(type='NaNGradientAtHook', iterations=list(iterations))
+
+
 def test_nonfinite_gradient_at_epoch_end_is_skipped_not_saved(
         tmp_path, synthetic_av):
-    """The issue's case: at lr=1e4 the second (last) step of epoch 1 has a
-    finite loss but NaN gradients. Without NonFiniteGradHook the step
-    writes NaN into the weights and FiniteCheckpointHook stops the run
-    before epoch_1.pth is written. With the default hooks the step is
-    skipped, counted and logged; every checkpoint is finite and the last
-    one resumes."""
+    """The issue's case: the second (last) step of epoch 1 has a finite
+    loss but NaN gradients (an overflow in the backward pass, injected by
+    NaNGradientAtHook). Without NonFiniteGradHook the step writes NaN into
+    the weights and FiniteCheckpointHook stops the run before epoch_1.pth is
+    written. With the default hooks the step is skipped, counted and
+    logged; every checkpoint is finite and the last one resumes."""
     unguarded = tmp_path / 'unguarded'
-    runner = _exploding_runner(
-        unguarded, synthetic_av, 1e4,
-        _default_custom_hooks('NonFiniteGradHook'))
+    runner = _two_epoch_runner(
+        unguarded, synthetic_av,
+        _default_custom_hooks('NonFiniteGradHook') + [_nan_gradient_at(2)])
     with pytest.raises(FloatingPointError) as err:
         runner.train()
     msg = err.value.args[0]
@@ -204,31 +206,36 @@ def test_nonfinite_gradient_at_epoch_end_is_skipped_not_saved(
     assert not list(unguarded.glob('*.pth'))
 
     guarded = tmp_path / 'guarded'
-    runner = _exploding_runner(guarded, synthetic_av, 1e4,
-                               _default_custom_hooks())
+    runner = _two_epoch_runner(guarded, synthetic_av,
+                               _default_custom_hooks() +
+                               [_nan_gradient_at(2, 3)])
     runner.train()
     assert _checkpoints_all_finite(guarded) == ['epoch_1.pth', 'epoch_2.pth']
     assert _last_checkpoint(guarded) == 'epoch_2.pth'
     (log, ) = scalars(guarded)
-    skips = [(s['iter'], s['nonfinite_grad_skips']) for s in log
-             if 'nonfinite_grad_skips' in s]
-    # first at step 2, then counted on (the weights after step 1 overflow)
-    assert skips[0] == (2, 1)
-    assert [n for _, n in skips] == list(range(1, len(skips) + 1))
+    skips = {s['iter']: s['nonfinite_grad_skips'] for s in log
+             if 'nonfinite_grad_skips' in s}
+    # counted from step 2 on, once per skipped step
+    assert min(skips) == 2 and skips[2] == 1 and skips[3] == 2
+    assert max(skips.values()) == 2
     (log_file, ) = guarded.glob('*/*.log')
+    text = log_file.read_text()
     assert 'iteration 2 (epoch 1): gradient norm nan, non-finite ' \
-        'gradients in' in log_file.read_text()
+        'gradients in' in text
+    assert 'iteration 3 (epoch 2): gradient norm nan' in text
+    assert runner.message_hub.get_scalar(
+        'train/nonfinite_grad_skips').current() == 2
 
-    # last_checkpoint resumes and training goes on to the end (its
-    # weights are step 1's, so steps keep being skipped, within the limit
-    # of 10 in a row)
-    runner = _exploding_runner(guarded, synthetic_av, 1e-3,
-                               _default_custom_hooks(), resume=True,
+    # last_checkpoint resumes, the count goes on from the checkpoint's and
+    # training goes on to the end
+    runner = _two_epoch_runner(guarded, synthetic_av,
+                               _default_custom_hooks() +
+                               [_nan_gradient_at(5)], resume=True,
                                **{'train_cfg.max_epochs': 3})
     runner.train()
     assert runner.epoch == 3 and runner.iter == 6
     assert runner.message_hub.get_scalar(
-        'train/nonfinite_grad_skips').current() == skips[-1][1] + 2
+        'train/nonfinite_grad_skips').current() == 3
     assert 'epoch_3.pth' in _checkpoints_all_finite(guarded)
 
 
@@ -243,8 +250,9 @@ def test_exploding_lr_with_per_iteration_checkpoints(tmp_path,
     work = tmp_path / 'work'
     options = {'default_hooks.checkpoint.by_epoch': False,
                'default_hooks.checkpoint.interval': 1}
-    runner = _exploding_runner(work, synthetic_av, 1e6,
-                               _default_custom_hooks(), **options)
+    runner = _two_epoch_runner(work, synthetic_av, _default_custom_hooks(),
+                               **{'optim_wrapper.optimizer.lr': 1e6},
+                               **options)
     try:
         runner.train()
     except FloatingPointError as err:
@@ -260,8 +268,9 @@ def test_exploding_lr_with_per_iteration_checkpoints(tmp_path,
     # It resumes from the last checkpoint and steps on (or stops again
     # with the same clear message rather than crashing inside the model).
     last = runner.iter
-    runner = _exploding_runner(work, synthetic_av, 1e-3,
-                               _default_custom_hooks(), resume=True,
+    runner = _two_epoch_runner(work, synthetic_av, _default_custom_hooks(),
+                               resume=True,
+                               **{'optim_wrapper.optimizer.lr': 1e-3},
                                **options)
     try:
         runner.train()
@@ -275,9 +284,10 @@ def test_nonfinite_gradient_can_stop_the_run(tmp_path, synthetic_av):
     """``action='raise'`` stops at the first non-finite gradient, before the
     optimizer step: the weights stay those of step 1."""
     hooks = _default_custom_hooks('NonFiniteGradHook') + [
-        dict(type='NonFiniteGradHook', action='raise')
+        dict(type='NonFiniteGradHook', action='raise'),
+        _nan_gradient_at(2)
     ]
-    runner = _exploding_runner(tmp_path / 'work', synthetic_av, 1e4, hooks)
+    runner = _two_epoch_runner(tmp_path / 'work', synthetic_av, hooks)
     with pytest.raises(FloatingPointError) as err:
         runner.train()
     msg = err.value.args[0]
