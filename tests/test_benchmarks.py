@@ -364,7 +364,7 @@ def _ratio_record(preset: str, ratio: float, **cfg_options) -> dict:
     """A model_step.py record that timed CLCR against late fusion."""
     return dict(
         preset=preset, batch_size=4, repeats=15, cfg_options=cfg_options,
-        environment=dict(load_average=[1.0, 0.5, 0.25]),
+        environment=dict(load_average=[1.0, 0.5, 0.25], cpu='AMD EPYC'),
         ratios=dict(clcr_over_late=dict(train_cpu_paired_ratio=ratio)),
         results={
             v: dict(train=dict(cpu_median_ms=ms))
@@ -390,7 +390,7 @@ def test_step_ratio_report_judges_each_run_against_its_target(tmp_path):
     text = doc.read_text()
     assert 'old' not in text and text.endswith(f'{report.END}\nend\n')
     assert '| synthetic | eager | 4 | 15 | 1,481.4 | 1,234.5 | **1.200** | ' \
-        '1.15: missed | 1.00 / 0.50 / 0.25 | [synthetic.json]' \
+        '1.15: missed | AMD EPYC | 1.00 / 0.50 / 0.25 | [synthetic.json]' \
         '(synthetic.json) |' in text
     assert '| ucf101 | compile_fusion | 4 | 15 | 1,271.5 | 1,234.5 | ' \
         '**1.030** | 1.05: met |' in text

@@ -7,9 +7,10 @@ one run on one machine state, and on a shared CPU the same code gives
 ratios a few percent apart from run to run, so the target is judged on
 several runs. This script renders every record given as one row (preset,
 eager or ``compile_fusion``, rounds, step times, the ratio against the
-preset's target, the machine's load average) and puts the table between
-the markers ``<!-- step-ratios:begin -->`` and ``<!-- step-ratios:end -->``
-of the document, so the figures in the docs are the records' own.
+preset's target, the processor, the machine's load average) and puts the
+table between the markers ``<!-- step-ratios:begin -->`` and
+``<!-- step-ratios:end -->`` of the document, so the figures in the docs
+are the records' own.
 
 Example::
 
@@ -58,8 +59,8 @@ def render(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str:
     lines = [
         '| preset | mode | batch | rounds | CLCR train CPU ms | '
         'late train CPU ms | CLCR / late (CPU, paired) | target | '
-        'load average | record |',
-        '|---|---|---:|---:|---:|---:|---:|---|---|---|'
+        'processor | load average | record |',
+        '|---|---|---:|---:|---:|---:|---:|---|---|---|---|'
     ]
     for record, name in zip(records, names):
         ratio = record.get('ratios', {}).get('clcr_over_late', {}).get(
@@ -76,13 +77,15 @@ def render(records: Sequence[Dict[str, Any]], names: Sequence[str]) -> str:
             record['results'][v]['train']['cpu_median_ms']
             for v in ('clcr', 'late')
         ]
-        load_average = record.get('environment', {}).get('load_average')
+        environment = record.get('environment', {})
+        load_average = environment.get('load_average')
         load_cell = '' if not load_average else ' / '.join(
             f'{x:.2f}' for x in load_average)
         lines.append(
             f"| {preset} | {_mode(record)} | {record['batch_size']} | "
             f"{record['repeats']} | {times[0]:,.1f} | {times[1]:,.1f} | "
-            f'**{ratio:.3f}** | {verdict} | {load_cell} | '
+            f"**{ratio:.3f}** | {verdict} | {environment.get('cpu', '')} | "
+            f'{load_cell} | '
             f'[{osp.basename(name)}]({name}) |')
     return '\n'.join(lines) + '\n'
 
