@@ -1,8 +1,8 @@
 """Compatibility shims for the published ``mmaction2==1.2.0`` wheel and
 ``mmcv-lite``.
 
-The wheel on the package registry is broken in two known ways, and both are
-repaired here, once, before anything imports ``mmaction.models``:
+The wheel on the package registry breaks ``import mmaction.models`` in three
+known ways, all repaired here, once, before anything imports it:
 
 1. ``mmaction/utils/dependency.py`` imports ``importlib_metadata`` without
    declaring it as a requirement. We declare it in ``setup.py`` and fall back
