@@ -42,7 +42,7 @@ import os.path as osp
 import sys
 import types
 import warnings
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 UPSTREAM_DRN_ISSUE = 'https://github.com/open-mmlab/mmaction2/issues/2714'
 # what mmaction2 1.2's VindLU imports beyond its declared requirements
@@ -65,18 +65,29 @@ class _MissingDRN:
             'it.')
 
 
+def mmaction_models_path(*parts: str) -> Optional[str]:
+    """A path under the installed ``mmaction/models``, found on disk
+    without importing ``mmaction.models`` (importing it is what fails);
+    None without mmaction2.
+
+    Args:
+        *parts (str): Path components below ``mmaction/models``.
+
+    Returns:
+        str | None: The path (it need not exist).
+    """
+    spec = importlib.util.find_spec('mmaction')
+    if spec is None or spec.origin is None:
+        return None
+    return osp.join(osp.dirname(spec.origin), 'models', *parts)
+
+
 def _ensure_drn_localizer() -> None:
     name = 'mmaction.models.localizers.drn'
     if name in sys.modules:
         return
-    # Look on disk without importing: importing ``mmaction.models`` is what
-    # fails.
-    mmaction_spec = importlib.util.find_spec('mmaction')
-    if mmaction_spec is None or mmaction_spec.origin is None:
-        return
-    localizers = osp.join(osp.dirname(mmaction_spec.origin), 'models',
-                          'localizers')
-    if osp.isdir(osp.join(localizers, 'drn')):
+    drn = mmaction_models_path('localizers', 'drn')
+    if drn is None or osp.isdir(drn):
         return
     package = types.ModuleType(name)
     package.__path__ = []
@@ -147,15 +158,12 @@ def missing_imports(source_dir: str, packages: Sequence[str]) -> List[str]:
 
 
 def _ensure_multimodal_dependencies() -> None:
-    mmaction_spec = importlib.util.find_spec('mmaction')
-    if mmaction_spec is None or mmaction_spec.origin is None:
+    vindlu = mmaction_models_path('multimodal', 'vindlu')
+    if vindlu is None:
         return
     from mmaction.utils import dependency
-    if not dependency.WITH_MULTIMODAL:
-        return
-    vindlu = osp.join(
-        osp.dirname(mmaction_spec.origin), 'models', 'multimodal', 'vindlu')
-    if missing_imports(vindlu, VINDLU_DEPENDENCIES):
+    if dependency.WITH_MULTIMODAL and missing_imports(
+            vindlu, VINDLU_DEPENDENCIES):
         dependency.WITH_MULTIMODAL = False
 
 

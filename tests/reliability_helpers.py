@@ -1,6 +1,7 @@
 """Helpers of tests/test_reliability.py: tiny MMSA pickles of any size, a
 tiny CLCR-on-MOSI config written next to them, a hook that kills its own
-process, one that gives chosen steps NaN gradients, and runners of tools/train.py / torchrun as subprocesses."""
+process, one that gives chosen steps NaN gradients, and runners of
+tools/train.py / torchrun as subprocesses."""
 import json
 import os
 import pickle

@@ -10,7 +10,7 @@ from mmaction.registry import MODELS as MMACTION_MODELS
 from runner_utils import REPO
 
 from clcr_mm.compat import (UPSTREAM_DRN_ISSUE, VINDLU_DEPENDENCIES,
-                            missing_imports)
+                            missing_imports, mmaction_models_path)
 
 
 def test_missing_drn_is_a_registered_placeholder_that_explains():
@@ -47,13 +47,9 @@ def test_missing_imports_reads_module_level_imports_without_running_them(
 
 
 def test_vindlu_is_on_exactly_where_its_imports_resolve():
-    import os.path as osp
-
-    import mmaction
     from mmaction.utils import dependency
-    vindlu = osp.join(osp.dirname(mmaction.__file__), 'models', 'multimodal',
-                      'vindlu')
-    resolves = not missing_imports(vindlu, VINDLU_DEPENDENCIES)
+    resolves = not missing_imports(
+        mmaction_models_path('multimodal', 'vindlu'), VINDLU_DEPENDENCIES)
     assert dependency.WITH_MULTIMODAL == (
         resolves and dependency.satisfy_requirement('transformers>=4.28.0'))
     vindlu_model = MMACTION_MODELS.get('VindLURetrieval')
